@@ -1,0 +1,5 @@
+"""Entry point: `python -m cascade.accounts` serves the accounts API."""
+
+from cascade.accounts.main import main
+
+main()

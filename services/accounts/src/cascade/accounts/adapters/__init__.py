@@ -1,0 +1,1 @@
+"""Adapters of the accounts service: persistence and messaging at the framework edge."""

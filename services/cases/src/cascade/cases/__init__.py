@@ -1,0 +1,3 @@
+"""Cascade cases service: runs collection cases through reminder, notice, negotiation and
+litigation.
+"""

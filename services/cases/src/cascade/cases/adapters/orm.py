@@ -1,0 +1,5 @@
+"""Tables of the cases service's own database."""
+
+from cascade.shared.db import make_metadata
+
+metadata = make_metadata()

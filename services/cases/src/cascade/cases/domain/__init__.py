@@ -1,0 +1,1 @@
+"""The cases domain: pure Python, no framework imports (checked by import-linter)."""

@@ -1,0 +1,1 @@
+"""Adapters of the legal service: persistence and messaging at the framework edge."""

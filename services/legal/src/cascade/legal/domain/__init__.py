@@ -1,0 +1,1 @@
+"""The legal domain: pure Python, no framework imports (checked by import-linter)."""

@@ -1,0 +1,1 @@
+"""The notifications domain: pure Python, no framework imports (checked by import-linter)."""

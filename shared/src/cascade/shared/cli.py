@@ -1,0 +1,158 @@
+"""`cascade`: the operator CLI (local stack, tokens, migrations, Kafka jars)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+
+from cascade.shared import migrations
+from cascade.shared.auth import Role, generate_keypair, mint_token
+from cascade.shared.catalog import SERVICE_PORTS
+from cascade.shared.settings import BrokerKind
+
+# The local-stack commands import their infrastructure lazily: service images ship without
+# the embedded PostgreSQL and broker (the `local` extra) and still run `cascade migrate`.
+
+
+def _home() -> Path:
+    return Path(os.environ.get("CASCADE_HOME", ".local")).resolve()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Starts the local stack in the background; returns when every service is ready."""
+    from cascade.shared import stack
+
+    broker = BrokerKind(args.broker) if args.broker else None
+    started = time.monotonic()
+    state = stack.up(stack.StackConfig.from_env(_home(), broker))
+    print(f"stack ready in {time.monotonic() - started:.1f} s (broker: {state.broker})")
+    print(f"  KAFKA_BOOTSTRAP_SERVERS={state.bootstrap_servers}")
+    for name, url in state.service_urls.items():
+        print(f"  {name:<14} {url}")
+    print(f"environment written to {_home() / 'stack.env'}; stop with `make down`")
+    return 0
+
+
+def cmd_demo(_: argparse.Namespace) -> int:
+    """Runs the platform on the embedded defaults and reports what it did."""
+    from cascade.shared import stack
+
+    started = time.monotonic()
+    state = stack.up(stack.StackConfig.from_env(_home(), BrokerKind.EMBEDDED))
+    print(f"Cascade is up in {time.monotonic() - started:.1f} s on the embedded defaults:")
+    print(f"  broker {state.broker} at {state.bootstrap_servers}; PostgreSQL embedded")
+    for name, url in state.service_urls.items():
+        readiness = httpx.get(f"{url}/readyz", timeout=5).json()
+        print(f"  {name:<14} {url}  readyz={json.dumps(readiness['checks'])}")
+    print(
+        'Try:  curl -H "Authorization: Bearer $(make -s token ROLE=collector)" '
+        f"{state.service_urls['accounts']}/openapi.json"
+    )
+    print("The stack keeps running in the background; `make down` stops it.")
+    return 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    """Stops everything `up` started and checks that no process is left."""
+    from cascade.shared import stack
+
+    leftovers = stack.down(_home())
+    if leftovers:
+        print("processes still running after down:", *leftovers, sep="\n  ", file=sys.stderr)
+        return 1
+    print("stack stopped; no process left")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Prints a bearer token for the local stack's key pair."""
+    private_key, _ = generate_keypair(_home() / "keys")
+    token = mint_token(
+        private_key.read_bytes(),
+        subject=args.subject,
+        roles=args.role,
+        issuer=args.issuer,
+        audience=args.audience,
+        ttl=timedelta(minutes=args.ttl_minutes),
+    )
+    print(token)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Applies a service's migrations to the database its settings name."""
+    services = list(SERVICE_PORTS) if args.service == "all" else [args.service]
+    for service in services:
+        url = args.database_url or os.environ.get(f"{service.upper()}_DATABASE__URL")
+        if not url:
+            print(f"set {service.upper()}_DATABASE__URL or pass --database-url", file=sys.stderr)
+            return 2
+        migrations.upgrade(f"cascade.{service}", url, args.revision)
+        print(f"{service}: migrated to {args.revision}")
+    return 0
+
+
+def cmd_kafka_fetch(_: argparse.Namespace) -> int:
+    """Downloads the Apache Kafka jars from Maven Central into the user cache."""
+    from cascade.shared.infra.kafka import ensure_kafka_jars, kafka_cache_bytes
+
+    started = time.monotonic()
+    lib = ensure_kafka_jars()
+    megabytes = kafka_cache_bytes() / 1_000_000
+    print(f"Kafka jars in {lib} ({megabytes:.1f} MB, {time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the argument parser of `cascade`."""
+    parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help=cmd_up.__doc__)
+    up.add_argument("--broker", choices=[kind.value for kind in BrokerKind])
+    up.set_defaults(handler=cmd_up)
+    commands.add_parser("down", help=cmd_down.__doc__).set_defaults(handler=cmd_down)
+    commands.add_parser("demo", help=cmd_demo.__doc__).set_defaults(handler=cmd_demo)
+
+    token = commands.add_parser("token", help=cmd_token.__doc__)
+    token.add_argument("--role", action="append", required=True, choices=[r.value for r in Role])
+    token.add_argument("--subject", default="local-user")
+    token.add_argument("--issuer", default="cascade-local")
+    token.add_argument("--audience", default="cascade")
+    token.add_argument("--ttl-minutes", type=int, default=60)
+    token.set_defaults(handler=cmd_token)
+
+    migrate = commands.add_parser("migrate", help=cmd_migrate.__doc__)
+    migrate.add_argument("service", choices=[*SERVICE_PORTS, "all"])
+    migrate.add_argument("--database-url")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    kafka = commands.add_parser("kafka", help="Apache Kafka from Maven Central")
+    kafka_commands = kafka.add_subparsers(dest="kafka_command", required=True)
+    kafka_commands.add_parser("fetch", help=cmd_kafka_fetch.__doc__).set_defaults(
+        handler=cmd_kafka_fetch
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs `cascade`."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except (RuntimeError, TimeoutError, ValueError) as error:
+        print(f"cascade {args.command}: {error}", file=sys.stderr)
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

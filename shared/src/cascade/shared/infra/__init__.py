@@ -1,0 +1,1 @@
+"""Local infrastructure without Docker: Apache Kafka from Maven jars, Tansu, PostgreSQL."""

@@ -1,0 +1,46 @@
+"""The embedded Tansu broker: produce and consume with idempotence off."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from cascade.shared.infra.tansu import EmbeddedKafkaBroker
+from cascade.shared.testing.kafka import consume, create_topics, produce, unique_name
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture
+async def tansu(tmp_path: Path) -> AsyncIterator[EmbeddedKafkaBroker]:
+    broker = EmbeddedKafkaBroker(tmp_path / "tansu")
+    await asyncio.to_thread(broker.start)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+async def test_records_round_trip_through_tansu(tansu: EmbeddedKafkaBroker) -> None:
+    topic = unique_name("embedded")
+    await create_topics(tansu.bootstrap_servers, [topic])
+    sent = [f"notice-{i:02d}".encode() for i in range(50)]
+
+    # Tansu answers InitProducerId with an error: idempotence must be off here.
+    acked = await produce(tansu.bootstrap_servers, topic, sent, enable_idempotence=False)
+    received = await consume(tansu.bootstrap_servers, topic, len(sent))
+
+    assert acked == sent
+    assert received == sent
+
+
+def test_a_second_process_finds_the_running_broker(tansu: EmbeddedKafkaBroker) -> None:
+    attached = EmbeddedKafkaBroker.attach(tansu.data_dir)
+
+    assert attached.is_running()
+    assert attached.pid == tansu.pid
+    assert attached.bootstrap_servers == tansu.bootstrap_servers
