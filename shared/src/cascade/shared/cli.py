@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -110,6 +111,34 @@ def cmd_kafka_fetch(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_topics_apply(args: argparse.Namespace) -> int:
+    """Creates every declared topic that is missing (idempotent)."""
+    from cascade.shared.messaging.admin import apply_topology
+
+    bootstrap = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        print("set KAFKA_BOOTSTRAP_SERVERS or pass --bootstrap-servers", file=sys.stderr)
+        return 2
+    names = asyncio.run(apply_topology(bootstrap, replication_factor=args.replication_factor))
+    print(f"{len(names)} topics declared on {bootstrap}")
+    return 0
+
+
+def cmd_contracts(args: argparse.Namespace) -> int:
+    """Writes (generate) or verifies (check) the committed event catalogue."""
+    from cascade.shared.contracts import catalogue
+
+    directory = Path(args.directory)
+    if args.contracts_command == "generate":
+        written = catalogue.write_catalogue(directory)
+        print(f"{len(written)} files written to {directory}")
+        return 0
+    drift = catalogue.catalogue_drift(directory)
+    for line in drift:
+        print(line, file=sys.stderr)
+    return 1 if drift else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Returns the argument parser of `cascade`."""
     parser = argparse.ArgumentParser(prog="cascade", description=__doc__)
@@ -140,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
     kafka_commands.add_parser("fetch", help=cmd_kafka_fetch.__doc__).set_defaults(
         handler=cmd_kafka_fetch
     )
+    topics = commands.add_parser("topics", help="the declared Kafka topics")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True)
+    apply = topics_commands.add_parser("apply", help=cmd_topics_apply.__doc__)
+    apply.add_argument("--bootstrap-servers")
+    apply.add_argument("--replication-factor", type=int, default=1)
+    apply.set_defaults(handler=cmd_topics_apply)
+
+    contracts = commands.add_parser("contracts", help="the event catalogue (JSON Schema, AsyncAPI)")
+    contracts.add_argument("contracts_command", choices=["generate", "check"])
+    contracts.add_argument("--directory", default="shared/schemas")
+    contracts.set_defaults(handler=cmd_contracts)
     return parser
 
 

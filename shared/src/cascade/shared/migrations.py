@@ -32,6 +32,11 @@ def upgrade(service_package: str, database_url: str, revision: str = "head") -> 
     command.upgrade(alembic_config(service_package, database_url), revision)
 
 
+def downgrade(service_package: str, database_url: str, revision: str = "base") -> None:
+    """Reverts a service's migrations down to `revision` (blocking; call in a thread)."""
+    command.downgrade(alembic_config(service_package, database_url), revision)
+
+
 def head_revision(service_package: str) -> str:
     """Returns the newest revision id a service's migrations define."""
     from alembic.script import ScriptDirectory

@@ -27,6 +27,7 @@ from cascade.shared.infra import processes
 from cascade.shared.infra.kafka import ApacheKafkaBroker, ensure_kafka_jars
 from cascade.shared.infra.postgres import EmbeddedPostgres
 from cascade.shared.infra.tansu import EmbeddedKafkaBroker
+from cascade.shared.messaging.admin import apply_topology
 from cascade.shared.settings import BrokerKind
 
 SERVICES = SERVICE_PORTS
@@ -93,6 +94,7 @@ def up(config: StackConfig) -> StackState:
         keys = home / "keys"
         generate_keypair(keys)
         bootstrap, idempotence = _start_broker(config)
+        asyncio.run(apply_topology(bootstrap))
         server_url = _start_postgres(config)
         state = StackState(config.broker.value, bootstrap, server_url)
         state.save(home)

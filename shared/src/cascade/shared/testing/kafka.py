@@ -10,27 +10,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from cascade.shared.infra.processes import wait_until_async
-
-_TOPIC_ALREADY_EXISTS = 36
+from cascade.shared.messaging.admin import ensure_topics
 
 
 def unique_name(prefix: str) -> str:
     """Return `prefix` with a random suffix, for topics and groups private to one test."""
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def _creation_errors(response: Any) -> list[str]:
-    # The response shape depends on the negotiated CreateTopics version.
-    body = response.to_object()
-    entries = body.get("topics") or body.get("topic_errors") or []
-    errors = []
-    for entry in entries:
-        code = entry.get("error_code", 0)
-        if code not in (0, _TOPIC_ALREADY_EXISTS):
-            name = entry.get("name") or entry.get("topic")
-            errors.append(f"{name}: error {code} {entry.get('error_message') or ''}".strip())
-    return errors
 
 
 async def create_topics(
@@ -39,29 +24,10 @@ async def create_topics(
     partitions: int = 1,
     *,
     replication_factor: int = 1,
-    timeout: float = 30.0,  # noqa: ASYNC109 - a polling deadline
 ) -> None:
     """Create topics (existing ones are kept) and wait until every partition has a leader."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        new = [NewTopic(name, partitions, replication_factor) for name in names]
-        errors = _creation_errors(await admin.create_topics(new))
-        if errors:
-            raise RuntimeError(f"could not create topics: {'; '.join(errors)}")
-
-        async def have_leaders() -> bool:
-            described = await admin.describe_topics(list(names))
-            return len(described) == len(names) and all(
-                topic["error_code"] == 0
-                and topic["partitions"]
-                and all(p["leader"] >= 0 for p in topic["partitions"])
-                for topic in described
-            )
-
-        await wait_until_async(have_leaders, timeout, f"leaders for topics {list(names)}")
-    finally:
-        await admin.close()
+    topics = [NewTopic(name, partitions, replication_factor) for name in names]
+    await ensure_topics(bootstrap_servers, topics)
 
 
 async def list_topics(bootstrap_servers: str) -> list[str]:
@@ -127,3 +93,36 @@ async def consume(
     finally:
         await consumer.stop()
     return values
+
+
+async def group_lag(bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> int:
+    """Return how many records of `topics` the group has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await admin.start()
+    await probe.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id)
+        partitions = await _partitions(admin, topics)
+        if not partitions:
+            raise RuntimeError(f"no partitions known for {list(topics)}")
+        ends = await probe.end_offsets(partitions)
+        lag = 0
+        for tp, end in ends.items():
+            done = committed.get(tp)
+            lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
+        return lag
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
+async def _partitions(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> list[Any]:
+    from aiokafka.structs import TopicPartition
+
+    described = await admin.describe_topics(list(topics))
+    return [
+        TopicPartition(entry["topic"], partition["partition"])
+        for entry in described
+        for partition in entry["partitions"]
+    ]

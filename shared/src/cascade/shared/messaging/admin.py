@@ -1,0 +1,76 @@
+"""Creating the declared topics, idempotently (`cascade topics apply`, start-up)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from cascade.shared.infra.processes import wait_until_async
+from cascade.shared.messaging.topology import TOPICS, TopicSpec
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+def _creation_errors(response: Any) -> list[str]:
+    # The response shape depends on the negotiated CreateTopics version.
+    body = response.to_object()
+    entries = body.get("topics") or body.get("topic_errors") or []
+    errors = []
+    for entry in entries:
+        code = entry.get("error_code", 0)
+        if code not in (0, _TOPIC_ALREADY_EXISTS):
+            name = entry.get("name") or entry.get("topic")
+            errors.append(f"{name}: error {code} {entry.get('error_message') or ''}".strip())
+    return errors
+
+
+async def ensure_topics(
+    bootstrap_servers: str, topics: Sequence[NewTopic], *, deadline_s: float = 30.0
+) -> None:
+    """Creates the topics that are missing and waits until every partition has a leader."""
+    names = [topic.name for topic in topics]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        errors = _creation_errors(await admin.create_topics(list(topics)))
+        if errors:
+            raise RuntimeError(f"could not create topics: {'; '.join(errors)}")
+
+        async def have_leaders() -> bool:
+            described = await admin.describe_topics(names)
+            return len(described) == len(names) and all(
+                topic["error_code"] == 0
+                and topic["partitions"]
+                and all(p["leader"] >= 0 for p in topic["partitions"])
+                for topic in described
+            )
+
+        await wait_until_async(have_leaders, deadline_s, f"leaders for topics {names}")
+    finally:
+        await admin.close()
+
+
+def new_topic(spec: TopicSpec, replication_factor: int) -> NewTopic:
+    """Returns the admin request for a declared topic."""
+    return NewTopic(
+        spec.name,
+        spec.partitions,
+        replication_factor,
+        topic_configs={
+            "retention.ms": str(spec.retention_ms),
+            "cleanup.policy": spec.cleanup_policy,
+        },
+    )
+
+
+async def apply_topology(
+    bootstrap_servers: str,
+    *,
+    replication_factor: int = 1,
+    specs: Sequence[TopicSpec] = TOPICS,
+) -> list[str]:
+    """Creates every declared topic that is missing; returns the names it declared."""
+    await ensure_topics(bootstrap_servers, [new_topic(s, replication_factor) for s in specs])
+    return [spec.name for spec in specs]

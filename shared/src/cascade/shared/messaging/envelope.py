@@ -1,0 +1,121 @@
+"""The CloudEvents 1.0 envelope in structured JSON mode, as every Kafka record carries it.
+
+Kafka key = `subject` (the account id), so one account's events stay in one partition and
+in order. `correlationid` and `causationid` are CloudEvents extension attributes (names
+are lower-case letters and digits only); they are optional on inbound events.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+CONTENT_TYPE = "application/cloudevents+json"
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})",
+)
+
+
+def _rfc3339_text(value: object) -> object:
+    """Lets only RFC 3339 text through: pydantic alone would take Unix timestamps."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 timestamp string with an offset")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
+
+class Envelope(BaseModel):
+    """One CloudEvent; `data` is the payload as JSON, validated by the registry's model."""
+
+    # Unknown extra envelope attributes are allowed and ignored (tolerant reader).
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, max_length=200)
+    source: str = Field(min_length=1, max_length=500)
+    type: str = Field(min_length=1, max_length=200)
+    subject: str = Field(min_length=1, max_length=200)
+    time: Timestamp
+    datacontenttype: str = "application/json"
+    correlationid: str | None = Field(default=None, max_length=200)
+    causationid: str | None = Field(default=None, max_length=200)
+    data: dict[str, Any]
+
+    @property
+    def key(self) -> bytes:
+        """Returns the Kafka key: the subject."""
+        return self.subject.encode()
+
+    def to_bytes(self) -> bytes:
+        """Returns the structured-mode JSON body of the Kafka record."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class DecodeError(Exception):
+    """A record that is not a CloudEvent this platform can read; never retried."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def decode(value: bytes | None) -> Envelope:
+    """Returns the envelope in a Kafka record's value; raises DecodeError if it is not one."""
+    if value is None:
+        raise DecodeError("undecodable", "the record has no value")
+    try:
+        body = json.loads(value.decode("utf-8"))
+    # ValueError covers bad UTF-8, bad JSON and integers too long for Python to parse;
+    # RecursionError, absurdly deep nesting. Either way the record is not an event.
+    except (ValueError, RecursionError) as error:
+        raise DecodeError("undecodable", f"not UTF-8 JSON: {type(error).__name__}") from error
+    if not isinstance(body, dict):
+        raise DecodeError("undecodable", "the JSON body is not an object")
+    try:
+        return Envelope.model_validate(body)
+    except ValidationError as error:
+        raise DecodeError("schema_invalid", describe_validation_error(error)) from error
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Returns which fields failed and why, without echoing their values (they may be PII)."""
+    problems = [
+        f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
+        for item in error.errors(include_input=False, include_url=False)
+    ]
+    return "; ".join(problems[:10])
+
+
+def new_envelope(
+    *,
+    type: str,
+    source: str,
+    subject: str,
+    data: BaseModel,
+    correlationid: str | None = None,
+    causationid: str | None = None,
+    event_id: str | None = None,
+    time: datetime | None = None,
+) -> Envelope:
+    """Returns a new envelope for a platform event."""
+    return Envelope(
+        specversion="1.0",
+        id=event_id or str(uuid.uuid4()),
+        source=source,
+        type=type,
+        subject=subject,
+        time=time or datetime.now(UTC),
+        correlationid=correlationid,
+        causationid=causationid,
+        data=data.model_dump(mode="json", exclude_none=True),
+    )

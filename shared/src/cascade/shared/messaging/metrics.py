@@ -1,0 +1,52 @@
+"""Prometheus metrics of the event backbone (issue: metrics of the bus)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class BusMetrics:
+    """Events consumed, published and dead-lettered; handler latency; backlog and lag."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry or CollectorRegistry()
+        self.consumed = Counter(
+            "cascade_events_consumed", "Events applied by a handler", ["type"], registry=registry
+        )
+        self.duplicates = Counter(
+            "cascade_events_duplicate",
+            "Events skipped because the inbox had already recorded them",
+            ["type"],
+            registry=registry,
+        )
+        self.published = Counter(
+            "cascade_events_published",
+            "Outbox events acknowledged by the broker",
+            ["type"],
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "cascade_events_dead_lettered",
+            "Events sent to the dead-letter topic",
+            ["type", "reason"],
+            registry=registry,
+        )
+        self.handler_seconds = Histogram(
+            "cascade_handler_seconds",
+            "Time to apply one fetched batch, database commit included",
+            registry=registry,
+        )
+        self.outbox_backlog = Gauge(
+            "cascade_outbox_backlog", "Outbox rows not yet published", registry=registry
+        )
+        self.outbox_oldest_age = Gauge(
+            "cascade_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row",
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "cascade_consumer_lag",
+            "Records behind the partition's high watermark",
+            ["topic", "partition"],
+            registry=registry,
+        )

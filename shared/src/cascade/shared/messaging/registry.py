@@ -1,0 +1,86 @@
+"""From a type string to the Pydantic model of its payload.
+
+Platform events carry their major version in the type (`cascade.accounts.
+delinquency-updated.v1`); the core-banking contract carries it in the topic name
+(`corebanking.events.v1`). Payloads change only by adding optional fields; anything
+else is a new major version, registered as a new type.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ValidationError
+
+from cascade.shared.messaging.envelope import DecodeError, Envelope, describe_validation_error
+
+_MAJOR = re.compile(r"^(?P<name>.+)\.v(?P<major>\d+)$")
+
+
+@dataclass(frozen=True)
+class EventType:
+    """One registered event type and the model of its payload."""
+
+    type: str
+    model: builtins.type[BaseModel]
+    # The payload field that must equal the envelope's subject (and so the Kafka key).
+    subject_field: str | None = "account_id"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DecodedEvent:
+    """An envelope whose payload validated against its registered model."""
+
+    envelope: Envelope
+    payload: BaseModel
+
+
+class EventRegistry:
+    """The registered event types; decoding against it classifies every bad event."""
+
+    def __init__(self, types: Iterable[EventType] = ()) -> None:
+        self._types: dict[str, EventType] = {}
+        for event_type in types:
+            self.register(event_type)
+
+    def register(self, event_type: EventType) -> None:
+        """Adds a type; registering one type twice is a programming error."""
+        if event_type.type in self._types:
+            raise ValueError(f"event type registered twice: {event_type.type}")
+        self._types[event_type.type] = event_type
+
+    def __iter__(self) -> Iterator[EventType]:
+        return iter(sorted(self._types.values(), key=lambda t: t.type))
+
+    def __contains__(self, type_name: object) -> bool:
+        return type_name in self._types
+
+    def get(self, type_name: str) -> EventType:
+        """Returns a registered type; raises DecodeError for an unknown type or major."""
+        found = self._types.get(type_name)
+        if found is not None:
+            return found
+        match = _MAJOR.match(type_name)
+        if match and any(
+            (m := _MAJOR.match(known)) and m["name"] == match["name"] for known in self._types
+        ):
+            raise DecodeError("unsupported_version", f"unsupported major version: {type_name}")
+        raise DecodeError("unknown_type", f"unknown event type: {type_name[:200]}")
+
+    def validate(self, envelope: Envelope, key: bytes | None = None) -> DecodedEvent:
+        """Returns the event with its typed payload; raises DecodeError when it is bad."""
+        event_type = self.get(envelope.type)
+        try:
+            payload = event_type.model.model_validate(envelope.data)
+        except ValidationError as error:
+            raise DecodeError("schema_invalid", describe_validation_error(error)) from error
+        if key is not None and key.decode("utf-8", "replace") != envelope.subject:
+            raise DecodeError("identity_mismatch", "the Kafka key and the subject disagree")
+        field = event_type.subject_field
+        if field is not None and str(getattr(payload, field, None)) != envelope.subject:
+            raise DecodeError("identity_mismatch", f"the subject and data.{field} disagree")
+        return DecodedEvent(envelope, payload)

@@ -1,0 +1,203 @@
+"""The outbox relay: publishes committed outbox rows in order per key, marks them after ack.
+
+Several relays may run at once. Keys hash into `KEY_SLOTS` slots and a relay publishes
+only the slots it holds a PostgreSQL advisory lock on, taking a fair share of them (slots
+divided by live relays), so one key is only ever published by one relay at a time. A
+plain `FOR UPDATE SKIP LOCKED` claim would let two relays publish one key's rows in
+parallel and out of order; it is kept only as the tests' negative control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from cascade.shared.logging import get_logger
+from cascade.shared.messaging.backoff import Backoff, wait_or_stop
+from cascade.shared.messaging.faults import crash_point
+from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.tables import KEY_SLOTS
+
+log = get_logger(__name__)
+
+# Advisory-lock namespaces (the first int4 of the two-key form); arbitrary but fixed.
+MEMBER_LOCKS = 0x0CA5_0001
+SLOT_LOCKS = 0x0CA5_0002
+_MAX_RELAYS = 64
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    batch_size: int = 2000
+    idle_poll_s: float = 0.05
+    max_backoff_s: float = 5.0
+    retention: timedelta = timedelta(days=7)
+    housekeeping_every_s: float = 10.0
+    # False only in the negative-control test: a plain SKIP LOCKED claim, no key slots.
+    partition_by_key: bool = True
+
+
+class OutboxRelay:
+    """Publishes one service's outbox to Kafka; run several for availability."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: Table,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        *,
+        metrics: BusMetrics,
+        settings: RelaySettings | None = None,
+    ) -> None:
+        self._engine = engine
+        self._table = table
+        self._producer_factory = producer_factory
+        self._metrics = metrics
+        self._settings = settings or RelaySettings()
+        self.owned_slots: set[int] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publishes until `stop` is set, riding out broker and database outages."""
+        backoff = Backoff(max_delay_s=self._settings.max_backoff_s)
+        while not stop.is_set():
+            try:
+                async with self._resources() as (connection, producer):
+                    await self._publish_loop(connection, producer, stop, backoff)
+            except Exception as error:  # transient by nature here: broker or database down
+                log.warning("outbox.relay_retrying", error_class=type(error).__name__)
+                await backoff.wait(stop)
+
+    @asynccontextmanager
+    async def _resources(self) -> AsyncIterator[tuple[AsyncConnection, AIOKafkaProducer]]:
+        producer = self._producer_factory()
+        try:
+            await producer.start()
+            # A dedicated connection: its session holds this relay's advisory locks,
+            # which PostgreSQL releases by itself if the relay dies.
+            async with self._engine.connect() as connection:
+                try:
+                    yield connection, producer
+                finally:
+                    self.owned_slots.clear()
+        finally:
+            await producer.stop()
+
+    async def _publish_loop(
+        self,
+        connection: AsyncConnection,
+        producer: AIOKafkaProducer,
+        stop: asyncio.Event,
+        backoff: Backoff,
+    ) -> None:
+        await self._join(connection)
+        next_housekeeping = 0.0
+        while not stop.is_set():
+            if self._settings.partition_by_key:
+                await self._rebalance(connection)
+            published = await self._publish_batch(connection, producer)
+            backoff.reset()
+            if time.monotonic() >= next_housekeeping:
+                await self._housekeeping(connection)
+                next_housekeeping = time.monotonic() + self._settings.housekeeping_every_s
+            if published == 0:
+                await wait_or_stop(stop, self._settings.idle_poll_s)
+
+    async def _join(self, connection: AsyncConnection) -> None:
+        for member in range(_MAX_RELAYS):
+            if await _try_lock(connection, MEMBER_LOCKS, member):
+                log.info("outbox.relay_joined", member=member)
+                return
+        raise RuntimeError(f"more than {_MAX_RELAYS} relays on one database")
+
+    async def _rebalance(self, connection: AsyncConnection) -> None:
+        members = await connection.scalar(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = :ns AND database = (SELECT oid FROM pg_database"
+                " WHERE datname = current_database())"
+            ),
+            {"ns": MEMBER_LOCKS},
+        )
+        fair_share = math.ceil(KEY_SLOTS / max(int(members or 1), 1))
+        # Released only between batches: every row sent under a slot is marked first.
+        for slot in sorted(self.owned_slots)[fair_share:]:
+            await connection.execute(
+                text("SELECT pg_advisory_unlock(:ns, :slot)"), {"ns": SLOT_LOCKS, "slot": slot}
+            )
+            self.owned_slots.discard(slot)
+        for slot in range(KEY_SLOTS):
+            if len(self.owned_slots) >= fair_share:
+                break
+            if slot not in self.owned_slots and await _try_lock(connection, SLOT_LOCKS, slot):
+                self.owned_slots.add(slot)
+        await connection.commit()
+
+    async def _publish_batch(self, connection: AsyncConnection, producer: AIOKafkaProducer) -> int:
+        rows = (await connection.execute(self._claim_query())).all()
+        if self._settings.partition_by_key or not rows:
+            # Slot locks make row locks unnecessary: end the read transaction at once.
+            await connection.commit()
+        if not rows:
+            return 0
+        crash_point("relay_before_send")
+        deliveries = [
+            await producer.send(row.topic, row.payload, key=row.message_key.encode())
+            for row in rows
+        ]
+        await asyncio.gather(*deliveries)
+        crash_point("relay_after_kafka_ack_before_mark_sent")
+        ids = [row.id for row in rows]
+        await connection.execute(
+            update(self._table).where(self._table.c.id.in_(ids)).values(published_at=func.now())
+        )
+        await connection.commit()
+        for row in rows:
+            self._metrics.published.labels(row.event_type).inc()
+        return len(rows)
+
+    def _claim_query(self) -> Any:
+        table = self._table
+        query = (
+            select(table.c.id, table.c.topic, table.c.message_key, table.c.payload)
+            .add_columns(table.c.event_type)
+            .where(table.c.published_at.is_(None))
+            .order_by(table.c.id)
+            .limit(self._settings.batch_size)
+        )
+        if not self._settings.partition_by_key:
+            return query.with_for_update(skip_locked=True)
+        return query.where(table.c.key_slot.in_(sorted(self.owned_slots) or [-1]))
+
+    async def _housekeeping(self, connection: AsyncConnection) -> None:
+        table = self._table
+        retention_cutoff = func.now() - self._settings.retention
+        old = select(table.c.id).where(table.c.published_at < retention_cutoff).limit(10_000)
+        await connection.execute(delete(table).where(table.c.id.in_(old.scalar_subquery())))
+        backlog, oldest = (
+            await connection.execute(
+                select(func.count(), func.min(table.c.created_at)).where(
+                    table.c.published_at.is_(None)
+                )
+            )
+        ).one()
+        await connection.commit()
+        self._metrics.outbox_backlog.set(backlog)
+        age = 0.0 if oldest is None else max(time.time() - oldest.timestamp(), 0.0)
+        self._metrics.outbox_oldest_age.set(age)
+
+
+async def _try_lock(connection: AsyncConnection, namespace: int, key: int) -> bool:
+    locked = await connection.scalar(
+        text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": namespace, "key": key}
+    )
+    return bool(locked)

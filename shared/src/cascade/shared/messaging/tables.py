@@ -1,0 +1,71 @@
+"""The outbox and inbox tables every service has in its own database."""
+
+from __future__ import annotations
+
+import zlib
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    Text,
+    func,
+    text,
+)
+
+# Keys hash into this many slots; each relay publishes the slots it holds a lock on, so
+# one key is only ever published by one relay at a time (per-key order).
+KEY_SLOTS = 64
+
+
+def key_slot(key: str) -> int:
+    """Returns the relay slot of a message key (stable across processes and releases)."""
+    return zlib.crc32(key.encode()) % KEY_SLOTS
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """Returns the outbox: events written in the business transaction, published later."""
+    return Table(
+        "outbox_message",
+        metadata,
+        # The identity gives the publishing order: commit order within one key's slot.
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("event_id", Text, nullable=False, unique=True),
+        Column("event_type", Text, nullable=False),
+        Column("topic", Text, nullable=False),
+        Column("message_key", Text, nullable=False),
+        Column("key_slot", SmallInteger, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True), nullable=True),
+        Index(
+            "ix_outbox_message_unpublished",
+            "key_slot",
+            "id",
+            postgresql_where=text("published_at IS NULL"),
+        ),
+        Index(
+            "ix_outbox_message_published_at",
+            "published_at",
+            postgresql_where=text("published_at IS NOT NULL"),
+        ),
+    )
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    """Returns the inbox: the ids of events a consumer group has applied."""
+    return Table(
+        "inbox_message",
+        metadata,
+        Column("consumer_group", Text, nullable=False),
+        Column("event_id", Text, nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        PrimaryKeyConstraint("consumer_group", "event_id"),
+    )

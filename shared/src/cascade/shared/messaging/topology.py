@@ -1,0 +1,136 @@
+"""Every topic of the platform, declared once: name, partitions, retention, owner, types.
+
+Topics are never auto-created (the broker refuses): `cascade topics apply` and each
+service's start-up create what is missing, idempotently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic and what travels on it."""
+
+    name: str
+    owner: str  # the service (or external system) that alone produces to it
+    partitions: int
+    retention_ms: int
+    description: str
+    cleanup_policy: str = "delete"
+    event_types: tuple[str, ...] = ()
+    consumers: tuple[str, ...] = ()
+
+
+CONSUMING_SERVICES = ("accounts", "cases", "notifications", "legal")
+
+
+def dead_letter_topic(service: str) -> str:
+    """Returns the dead-letter topic of a consuming service."""
+    return f"{service}.dead-letters.v1"
+
+
+def replay_topic(service: str) -> str:
+    """Returns the topic a service's replayed dead letters go to (only it consumes it)."""
+    return f"{service}.replay.v1"
+
+
+_CORE = (
+    TopicSpec(
+        name="corebanking.events.v1",
+        owner="core-banking",
+        partitions=12,
+        retention_ms=30 * DAY_MS,
+        description="Core banking's account, installment and payment events (fixed contract).",
+        event_types=(
+            "corebanking.account.opened",
+            "corebanking.account.contact-changed",
+            "corebanking.installment.due",
+            "corebanking.payment.received",
+            "corebanking.payment.reversed",
+            "corebanking.account.closed",
+        ),
+        consumers=("accounts",),
+    ),
+    TopicSpec(
+        name="corebanking.business-days.v1",
+        owner="core-banking",
+        partitions=1,
+        retention_ms=365 * DAY_MS,
+        description="The business dates core banking closes, in order.",
+        event_types=("corebanking.business-day.closed",),
+        consumers=("accounts",),
+    ),
+    TopicSpec(
+        name="accounts.delinquency.v1",
+        owner="accounts",
+        partitions=12,
+        retention_ms=30 * DAY_MS,
+        description="Delinquency of accounts: days past due, buckets, payments, cures.",
+        consumers=("cases",),
+    ),
+    TopicSpec(
+        name="cases.lifecycle.v1",
+        owner="cases",
+        partitions=12,
+        retention_ms=30 * DAY_MS,
+        description="Collection cases moving through their stages.",
+        consumers=("notifications", "legal"),
+    ),
+    TopicSpec(
+        name="notifications.contacts.v1",
+        owner="notifications",
+        partitions=12,
+        retention_ms=30 * DAY_MS,
+        description="Contact attempts with debtors and their outcomes.",
+        consumers=("cases", "legal"),
+    ),
+    TopicSpec(
+        name="legal.referrals.v1",
+        owner="legal",
+        partitions=12,
+        retention_ms=30 * DAY_MS,
+        description="Legal referrals and litigation milestones.",
+        consumers=("cases",),
+    ),
+)
+
+_PER_SERVICE = tuple(
+    spec
+    for service in CONSUMING_SERVICES
+    for spec in (
+        TopicSpec(
+            name=dead_letter_topic(service),
+            owner=service,
+            partitions=1,
+            retention_ms=90 * DAY_MS,
+            description=f"Events the {service} service could not process, with the reason.",
+        ),
+        TopicSpec(
+            name=replay_topic(service),
+            owner=service,
+            partitions=12,
+            retention_ms=7 * DAY_MS,
+            description=f"Dead letters re-injected for the {service} service alone.",
+            consumers=(service,),
+        ),
+    )
+)
+
+TOPICS: tuple[TopicSpec, ...] = _CORE + _PER_SERVICE
+
+
+def topic(name: str) -> TopicSpec:
+    """Returns the declaration of topic `name`."""
+    for spec in TOPICS:
+        if spec.name == name:
+            return spec
+    raise KeyError(f"undeclared topic: {name}")
+
+
+def consumed_by(service: str) -> tuple[str, ...]:
+    """Returns the topics a service consumes, its replay topic included."""
+    return tuple(spec.name for spec in TOPICS if service in spec.consumers)

@@ -1,0 +1,120 @@
+"""A test bus: the event type, tables and helpers that the backbone's fault tests share.
+
+The effect of an event is a row in `bus_effect` carrying its `source_event_id` with NO
+unique constraint, so that a duplicated effect is visible to the history checker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Identity,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    insert,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from cascade.shared.db import make_metadata
+from cascade.shared.messaging.envelope import Envelope, new_envelope
+from cascade.shared.messaging.registry import DecodedEvent, EventRegistry, EventType
+from cascade.shared.messaging.tables import inbox_table, outbox_table
+
+STEP_RECORDED = "cascade.test.step-recorded.v1"
+
+
+class StepRecorded(BaseModel):
+    """A test event: step `seq` of account `account_id` (seq rises per account)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    account_id: str
+    seq: int
+    note: str | None = None
+
+
+def step_registry() -> EventRegistry:
+    """Returns a registry that knows the test event type."""
+    return EventRegistry([EventType(STEP_RECORDED, StepRecorded)])
+
+
+metadata: MetaData = make_metadata()
+OUTBOX = outbox_table(metadata)
+INBOX = inbox_table(metadata)
+EFFECT = Table(
+    "bus_effect",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("source_event_id", Text, nullable=False),
+    Column("message_key", Text, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("worker", Text, nullable=False),
+)
+
+
+async def create_bus_schema(database_url: str) -> None:
+    """Creates the outbox, inbox and effect tables in a test database."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+    finally:
+        await engine.dispose()
+
+
+def make_steps(count: int, accounts: int, *, start: int = 0) -> list[Envelope]:
+    """Returns `count` test events spread over `accounts` keys, seq rising per key."""
+    events = []
+    for index in range(start, start + count):
+        account = f"ACC-{index % accounts:05d}"
+        events.append(
+            new_envelope(
+                type=STEP_RECORDED,
+                source="cascade-tests",
+                subject=account,
+                data=StepRecorded(account_id=account, seq=index // accounts),
+                time=datetime.now(UTC),
+            )
+        )
+    return events
+
+
+async def record_effects(
+    session: AsyncSession, events: Sequence[DecodedEvent], worker: str
+) -> None:
+    """The test handler: one effect row per applied event, in application order."""
+    rows = [
+        {
+            "source_event_id": event.envelope.id,
+            "message_key": event.envelope.subject,
+            "seq": getattr(event.payload, "seq", -1),
+            "worker": worker,
+        }
+        for event in events
+    ]
+    if rows:
+        await session.execute(insert(EFFECT), rows)
+
+
+async def read_effects(database_url: str) -> list[tuple[str, str, int]]:
+    """Returns (source_event_id, message_key, seq) of every effect, in application order."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(
+                select(EFFECT.c.source_event_id, EFFECT.c.message_key, EFFECT.c.seq).order_by(
+                    EFFECT.c.id
+                )
+            )
+            return [(row[0], row[1], row[2]) for row in result]
+    finally:
+        await engine.dispose()

@@ -1,0 +1,125 @@
+"""Driving the backbone's fault tests: produce, run killable workers, wait, check."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+
+from cascade.shared.infra.processes import (
+    spawn_detached,
+    stop_process,
+    wait_until,
+    wait_until_async,
+)
+from cascade.shared.messaging.envelope import Envelope
+from cascade.shared.testing.bus import read_effects
+from cascade.shared.testing.history import HistoryReport, Produced, check_history
+from cascade.shared.testing.kafka import group_lag
+
+
+async def produce_envelopes(
+    bootstrap: str, topic: str, envelopes: Sequence[Envelope], *, copies: int = 1
+) -> list[Produced]:
+    """Sends each envelope `copies` times (same id), keyed by subject; returns the acked ones."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        deliveries = []
+        for _ in range(copies):
+            for envelope in envelopes:
+                deliveries.append(
+                    (envelope, await producer.send(topic, envelope.to_bytes(), key=envelope.key))
+                )
+        acked: dict[str, Produced] = {}
+        for envelope, delivery in deliveries:
+            await delivery  # raises if not acknowledged: the test then fails loudly
+            acked[envelope.id] = Produced(envelope.id, envelope.subject, int(envelope.data["seq"]))
+        return list(acked.values())
+    finally:
+        await producer.stop()
+
+
+class Worker:
+    """A bus_worker process (consumer or relay) that a test can crash and restart."""
+
+    def __init__(self, log_dir: Path, role: str, args: Sequence[str]) -> None:
+        self._log_dir = log_dir
+        self._role = role
+        self._args = list(args)
+        self.runs = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, crash_at: str | None = None, crash_after: int = 1) -> Worker:
+        """Starts the worker, armed to SIGKILL itself at `crash_at` if given."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CASCADE_CRASH")}
+        if crash_at is not None:
+            env |= {"CASCADE_CRASH_AT": crash_at, "CASCADE_CRASH_AFTER": str(crash_after)}
+        self.runs += 1
+        argv = [sys.executable, "-m", "cascade.shared.testing.bus_worker", self._role, *self._args]
+        self.process = spawn_detached(argv, self.log_file, env=env)
+        return self
+
+    @property
+    def log_file(self) -> Path:
+        return self._log_dir / f"{self._role}-{id(self)}.log"
+
+    def wait_crashed(self, timeout: float = 120.0) -> int:
+        """Waits until the worker's process has ended; returns its exit code."""
+        process = self.process
+        assert process is not None
+        wait_until(
+            lambda: process.poll() is not None,
+            timeout,
+            "the worker to crash",
+            log_file=self.log_file,
+        )
+        return int(process.returncode)
+
+    def stop(self) -> None:
+        """Stops the worker cleanly (SIGTERM), SIGKILL after a grace period."""
+        if self.process is not None and self.process.poll() is None:
+            stop_process(self.process.pid, timeout=30)
+
+    def duplicates_skipped(self) -> int:
+        """Returns the inbox dedup counter summed over every run of this worker."""
+        last_by_pid: dict[int, float] = {}
+        for line in self.log_file.read_text(errors="replace").splitlines():
+            if line.startswith('{"pid"'):
+                report = json.loads(line)
+                last_by_pid[report["pid"]] = report["duplicates"]
+        return int(sum(last_by_pid.values()))
+
+
+async def wait_all_applied(
+    database_url: str, produced: Sequence[Produced], deadline_s: float = 120.0
+) -> None:
+    """Waits until every produced event has at least one effect."""
+    expected = {event.event_id for event in produced}
+
+    async def done() -> bool:
+        applied = {event_id for event_id, _, _ in await read_effects(database_url)}
+        return expected <= applied
+
+    await wait_until_async(done, deadline_s, f"{len(expected)} events to be applied")
+
+
+async def wait_lag_zero(
+    bootstrap: str, group: str, topics: Sequence[str], deadline_s: float = 60.0
+) -> None:
+    """Waits until the group has committed every record of `topics`."""
+
+    async def caught_up() -> bool:
+        return await group_lag(bootstrap, group, topics) == 0
+
+    await wait_until_async(caught_up, deadline_s, f"group {group} to reach lag 0", interval=0.5)
+
+
+async def history(database_url: str, produced: Sequence[Produced]) -> HistoryReport:
+    """Returns the history checker's report for a test database."""
+    return check_history(produced, await read_effects(database_url))

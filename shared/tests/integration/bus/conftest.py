@@ -1,0 +1,43 @@
+"""Fixtures of the event backbone's fault tests (real Apache Kafka, real PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from cascade.shared.testing.bus import create_bus_schema
+from cascade.shared.testing.harness import Worker
+from cascade.shared.testing.kafka import create_topics, unique_name
+
+
+@pytest.fixture
+async def bus_database(database_url: str) -> str:
+    """A fresh database with the outbox, inbox and effect tables."""
+    await create_bus_schema(database_url)
+    return database_url
+
+
+@pytest.fixture
+async def bus_topics(kafka_bootstrap_servers: str) -> tuple[str, str]:
+    """A fresh 6-partition events topic and its dead-letter topic."""
+    events, dead_letters = unique_name("events"), unique_name("dead-letters")
+    await create_topics(kafka_bootstrap_servers, [events], partitions=6)
+    await create_topics(kafka_bootstrap_servers, [dead_letters], partitions=1)
+    return events, dead_letters
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """Makes bus_worker processes; every one still running is stopped at teardown."""
+    made: list[Worker] = []
+
+    def make(role: str, *args: str) -> Worker:
+        worker = Worker(tmp_path, role, args)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.stop()
