@@ -7,7 +7,7 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_HOME)/bin/uv)
 RUN := $(UV) run --frozen
 
 .DEFAULT_GOAL := help
-.PHONY: help sync kafka-jars lint fmt typecheck lint-imports test test-unit up down demo token migrate
+.PHONY: help sync kafka-jars lint fmt test test-unit up down demo token migrate bench-bus topics
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,3 +52,9 @@ token: ## Mint a token for the local stack: make token ROLE=collector
 
 migrate: ## Apply a service's migrations: make migrate SERVICE=accounts (or all)
 	$(RUN) cascade migrate $(or $(SERVICE),all)
+
+topics: ## Create every declared topic that is missing (KAFKA_BOOTSTRAP_SERVERS)
+	$(RUN) cascade topics apply
+
+bench-bus: kafka-jars ## Benchmark: raw aiokafka vs outbox → relay → consumer → inbox (BENCH_EVENTS)
+	$(RUN) python -m cascade.shared.benchmarks.bus

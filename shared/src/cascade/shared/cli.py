@@ -124,6 +124,71 @@ def cmd_topics_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq_bootstrap(args: argparse.Namespace) -> str | None:
+    bootstrap: str | None = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if not bootstrap:
+        print("set KAFKA_BOOTSTRAP_SERVERS or pass --bootstrap-servers", file=sys.stderr)
+    return bootstrap
+
+
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    """Lists a service's dead letters, one line each (never their values)."""
+    from cascade.shared.messaging.replay import read_dead_letters, summary_line
+
+    bootstrap = _dlq_bootstrap(args)
+    if not bootstrap:
+        return 2
+    letters = asyncio.run(
+        read_dead_letters(
+            bootstrap, args.service, limit=args.limit, dead_letter_topic=args.dead_letter_topic
+        )
+    )
+    for letter in letters:
+        print(summary_line(letter))
+    print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_dlq_show(args: argparse.Namespace) -> int:
+    """Shows one dead letter's headers and size (its value only with --show-value)."""
+    from cascade.shared.messaging.replay import detail_lines, read_dead_letters
+
+    bootstrap = _dlq_bootstrap(args)
+    if not bootstrap:
+        return 2
+    letters = asyncio.run(
+        read_dead_letters(bootstrap, args.service, dead_letter_topic=args.dead_letter_topic)
+    )
+    found = [letter for letter in letters if letter.offset == args.offset]
+    if not found:
+        print(f"no dead letter at offset {args.offset}", file=sys.stderr)
+        return 1
+    for letter in found:
+        print("\n".join(detail_lines(letter, show_value=args.show_value)))
+    return 0
+
+
+def cmd_dlq_replay(args: argparse.Namespace) -> int:
+    """Re-produces dead letters (all, or those at --offset) to the service's replay topic."""
+    from cascade.shared.messaging.replay import replay_dead_letters
+
+    bootstrap = _dlq_bootstrap(args)
+    if not bootstrap:
+        return 2
+    count = asyncio.run(
+        replay_dead_letters(
+            bootstrap,
+            args.service,
+            offsets=args.offset,
+            dead_letter_topic=args.dead_letter_topic,
+            replay_topic=args.replay_topic,
+            enable_idempotence=not args.no_idempotence,
+        )
+    )
+    print(f"{count} dead letter(s) replayed")
+    return 0
+
+
 def cmd_contracts(args: argparse.Namespace) -> int:
     """Writes (generate) or verifies (check) the committed event catalogue."""
     from cascade.shared.contracts import catalogue
@@ -180,7 +245,33 @@ def build_parser() -> argparse.ArgumentParser:
     contracts.add_argument("contracts_command", choices=["generate", "check"])
     contracts.add_argument("--directory", default="shared/schemas")
     contracts.set_defaults(handler=cmd_contracts)
+
+    _add_dlq_commands(commands)
     return parser
+
+
+def _add_dlq_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dlq = commands.add_parser("dlq", help="a service's dead letters: list, show, replay")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    handlers = {"list": cmd_dlq_list, "show": cmd_dlq_show, "replay": cmd_dlq_replay}
+    for name, handler in handlers.items():
+        command = dlq_commands.add_parser(name, help=handler.__doc__)
+        command.add_argument("--service", required=True)
+        command.add_argument("--bootstrap-servers")
+        command.add_argument(
+            "--dead-letter-topic", help="default: <service>.dead-letters.v1 (tests override it)"
+        )
+        command.set_defaults(handler=handler)
+    dlq_commands.choices["list"].add_argument("--limit", type=int)
+    show = dlq_commands.choices["show"]
+    show.add_argument("--offset", type=int, required=True)
+    show.add_argument("--show-value", action="store_true", help="may print personal data")
+    replay = dlq_commands.choices["replay"]
+    replay.add_argument("--offset", type=int, action="append", help="repeatable; default: all")
+    replay.add_argument("--replay-topic", help="default: <service>.replay.v1 (tests override it)")
+    replay.add_argument(
+        "--no-idempotence", action="store_true", help="for the embedded broker only"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from cascade.shared.messaging.admin import ensure_topics, new_topic
+from cascade.shared.messaging.topology import dead_letter_topic, topic
 from cascade.shared.testing.bus import create_bus_schema
 from cascade.shared.testing.harness import Worker
 from cascade.shared.testing.kafka import create_topics, unique_name
@@ -24,7 +27,9 @@ async def bus_topics(kafka_bootstrap_servers: str) -> tuple[str, str]:
     """A fresh 6-partition events topic and its dead-letter topic."""
     events, dead_letters = unique_name("events"), unique_name("dead-letters")
     await create_topics(kafka_bootstrap_servers, [events], partitions=6)
-    await create_topics(kafka_bootstrap_servers, [dead_letters], partitions=1)
+    # As declared in the topology: a dead letter may be larger than the broker's default.
+    spec = replace(topic(dead_letter_topic("accounts")), name=dead_letters)
+    await ensure_topics(kafka_bootstrap_servers, [new_topic(spec, replication_factor=1)])
     return events, dead_letters
 
 

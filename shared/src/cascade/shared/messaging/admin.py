@@ -54,15 +54,10 @@ async def ensure_topics(
 
 def new_topic(spec: TopicSpec, replication_factor: int) -> NewTopic:
     """Returns the admin request for a declared topic."""
-    return NewTopic(
-        spec.name,
-        spec.partitions,
-        replication_factor,
-        topic_configs={
-            "retention.ms": str(spec.retention_ms),
-            "cleanup.policy": spec.cleanup_policy,
-        },
-    )
+    configs = {"retention.ms": str(spec.retention_ms), "cleanup.policy": spec.cleanup_policy}
+    if spec.max_message_bytes is not None:
+        configs["max.message.bytes"] = str(spec.max_message_bytes)
+    return NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=configs)
 
 
 async def apply_topology(

@@ -6,8 +6,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from cascade.shared.settings import KafkaSettings
 
+# A dead letter is the original record plus provenance headers: its topics accept larger
+# messages than the broker's 1 MiB default, so that a record near that limit still fits.
+DEAD_LETTER_MAX_BYTES = 2 * 1024 * 1024
 
-def make_producer(settings: KafkaSettings, *, client_id: str) -> AIOKafkaProducer:
+
+def make_producer(
+    settings: KafkaSettings, *, client_id: str, max_request_size: int = 1024 * 1024
+) -> AIOKafkaProducer:
     """Returns an unstarted producer: acks=all, idempotent wherever the broker allows."""
     return AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
@@ -19,6 +25,7 @@ def make_producer(settings: KafkaSettings, *, client_id: str) -> AIOKafkaProduce
         linger_ms=5,
         max_batch_size=256 * 1024,
         request_timeout_ms=settings.request_timeout_ms,
+        max_request_size=max_request_size,
     )
 
 

@@ -10,30 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cascade.shared.logging import bind_context, get_logger
 from cascade.shared.messaging import inbox
 from cascade.shared.messaging.backoff import Backoff
+from cascade.shared.messaging.batch import (
+    DeadLetterFailedError,
+    FinishBatchOnRevoke,
+    Record,
+    decode_batch,
+    event_id_of,
+    first_occurrences,
+    fqcn,
+    position,
+)
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
-from cascade.shared.messaging.envelope import DecodeError, decode
 from cascade.shared.messaging.errors import is_transient
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.offsets import commit_offsets, record_lag
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
+from cascade.shared.messaging.safety import UnsafeConfigError, verify_consumer, verify_producer
 
 log = get_logger(__name__)
 
-Record: TypeAlias = ConsumerRecord[bytes, bytes]
 BatchHandler = Callable[[AsyncSession, Sequence[DecodedEvent]], Awaitable[None]]
 
 
@@ -44,10 +52,11 @@ class ConsumerConfig:
     dead_letter_topic: str
     max_records: int = 500
     max_attempts: int = 5
-    # The batch must finish well inside max_poll_interval_ms (matrix R6): bounded batches.
-    max_poll_interval_ms: int = 300_000
-    session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 3_000
+    # A batch that takes longer is abandoned and retried: it must stay well inside the
+    # consumer's max_poll_interval_ms, which the boot-time guard checks (matrix R6, R20).
+    batch_timeout_s: float = 60.0
+    embedded_broker: bool = False
+    service_version: str = "0.1.0"
     # Switched off only by the negative-control tests, to prove the tests see the bug.
     dedup: bool = True
     offsets_after_db: bool = True
@@ -57,22 +66,6 @@ class ConsumerConfig:
 class _Batch:
     records: list[Record]
     dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
-
-
-class _FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Lets the batch in flight reach its database commit before partitions move."""
-
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self._lock = lock
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        # The lock covers decode and database work, not the offset commit, so waiting
-        # here cannot deadlock with a commit that needs the coordinator.
-        async with self._lock:
-            log.info("consumer.partitions_revoked", count=len(revoked))
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("consumer.partitions_assigned", count=len(assigned))
 
 
 class EventConsumer:
@@ -107,19 +100,28 @@ class EventConsumer:
             try:
                 async with self._clients() as (consumer, dead_letters):
                     await self._consume(consumer, dead_letters, stop)
+            except UnsafeConfigError:
+                raise  # a configuration bug: retrying cannot fix it
             except Exception as error:
                 log.warning("consumer.restarting", error_class=type(error).__name__)
                 await backoff.wait(stop)
 
     @asynccontextmanager
     async def _clients(self) -> AsyncIterator[tuple[AIOKafkaConsumer, DeadLetterPublisher]]:
+        cfg = self._config
         consumer, producer = self._consumer_factory(), self._producer_factory()
+        verify_producer(producer, embedded_broker=cfg.embedded_broker)
+        verify_consumer(consumer, max_batch_seconds=cfg.batch_timeout_s)
         try:
             await producer.start()
-            consumer.subscribe(list(self._config.topics), listener=_FinishBatchOnRevoke(self._lock))
+            consumer.subscribe(list(cfg.topics), listener=FinishBatchOnRevoke(self._lock))
             await consumer.start()
-            cfg = self._config
-            yield consumer, DeadLetterPublisher(producer, cfg.dead_letter_topic, cfg.group_id)
+            yield (
+                consumer,
+                DeadLetterPublisher(
+                    producer, cfg.dead_letter_topic, cfg.group_id, cfg.service_version
+                ),
+            )
         finally:
             # stop() leaves the group at once, so the partitions move without a timeout.
             await consumer.stop()
@@ -151,14 +153,17 @@ class EventConsumer:
         backoff = Backoff()
         while not stop.is_set():
             try:
-                await self._apply(batch, dead_letters)
+                async with asyncio.timeout(self._config.batch_timeout_s):
+                    await self._apply(batch, dead_letters)
                 return True
+            except DeadLetterFailedError as error:
+                # Never skip a bad record that could not be parked: stall and retry loudly.
+                log.error("consumer.dead_letter_failed", error_class=error.cause)
             except Exception as error:
                 if not is_transient(error):
-                    await self._apply_one_by_one(batch, dead_letters, stop)
-                    return True
+                    return await self._apply_one_by_one(batch, dead_letters, stop)
                 log.warning("consumer.transient_failure", error_class=type(error).__name__)
-                await backoff.wait(stop)
+            await backoff.wait(stop)
         return False
 
     async def _apply(self, batch: _Batch, dead_letters: DeadLetterPublisher) -> None:
@@ -171,55 +176,64 @@ class EventConsumer:
 
     async def _transaction(self, events: Sequence[DecodedEvent]) -> None:
         async with self._sessions() as session, session.begin():
-            fresh = _first_occurrences(events)
-            if self._config.dedup:
-                new_ids = await inbox.claim_new(
-                    session, self._inbox, self._config.group_id, [e.envelope.id for e in fresh]
-                )
-                for event in fresh:
-                    if event.envelope.id not in new_ids:
-                        self._metrics.duplicates.labels(event.envelope.type).inc()
-                fresh = [e for e in fresh if e.envelope.id in new_ids]
+            fresh = await self._new_events(session, events) if self._config.dedup else events
             await self._handler(session, fresh)
             crash_point("in_handler_before_db_commit")
-        for event in fresh:
-            self._metrics.consumed.labels(event.envelope.type).inc()
+        for event_type, count in Counter(event.envelope.type for event in fresh).items():
+            self._metrics.consumed.labels(event_type).inc(count)
+
+    async def _new_events(
+        self, session: AsyncSession, events: Sequence[DecodedEvent]
+    ) -> list[DecodedEvent]:
+        """Records the batch in the inbox; returns the events not applied before, once each."""
+        unique = first_occurrences(events)
+        ids = [event.envelope.id for event in unique]
+        new_ids = await inbox.claim_new(session, self._inbox, self._config.group_id, ids)
+        fresh = [event for event in unique if event.envelope.id in new_ids]
+        # Counted before the handler runs, so a test process killed later still shows it.
+        skipped = Counter(e.envelope.type for e in events)
+        skipped.subtract(e.envelope.type for e in fresh)
+        for event_type, count in skipped.items():
+            if count:
+                self._metrics.duplicates.labels(event_type).inc(count)
+        return fresh
 
     def _decode(self, records: list[Record]) -> tuple[list[DecodedEvent], list[DeadLetter]]:
-        events, bad = [], []
-        for record in records:
-            try:
-                envelope = decode(record.value)
-                events.append(self._registry.validate(envelope, key=record.key))
-            except DecodeError as error:
-                bad.append(DeadLetter(record, error.reason, "DecodeError", str(error), 1))
-        return events, bad
+        return decode_batch(records, self._registry)
 
     async def _dead_letter(
         self, batch: _Batch, letters: list[DeadLetter], publisher: DeadLetterPublisher
     ) -> None:
         # A transient retry of the batch must not dead-letter the same record twice.
-        todo = [letter for letter in letters if _position(letter.record) not in batch.dead_lettered]
+        todo = [letter for letter in letters if position(letter.record) not in batch.dead_lettered]
         if not todo:
             return
-        await publisher.publish(todo)
+        try:
+            await publisher.publish(todo)
+        except Exception as error:
+            raise DeadLetterFailedError(type(error).__name__) from error
         for letter in todo:
-            batch.dead_lettered.add(_position(letter.record))
+            batch.dead_lettered.add(position(letter.record))
             self._metrics.dead_lettered.labels(letter.event_type or "unknown", letter.reason).inc()
             log.warning("consumer.dead_lettered", reason=letter.reason, offset=letter.record.offset)
 
     async def _apply_one_by_one(
         self, batch: _Batch, dead_letters: DeadLetterPublisher, stop: asyncio.Event
-    ) -> None:
-        """Isolates the failing event: each on its own, dead-lettered after N attempts."""
+    ) -> bool:
+        """Isolates the failing event: each on its own, dead-lettered after N attempts.
+
+        Returns False when stopping before the batch is done (it will be redelivered).
+        """
         async with self._lock:
             events, _ = self._decode(batch.records)
         by_id = {e.envelope.id: e for e in events}
         for record in batch.records:
-            event = by_id.get(_event_id(record))
-            if event is None or _position(record) in batch.dead_lettered:
+            event = by_id.get(event_id_of(record))
+            if event is None or position(record) in batch.dead_lettered:
                 continue
-            await self._apply_single(batch, record, event, dead_letters, stop)
+            if not await self._apply_single(batch, record, event, dead_letters, stop):
+                return False
+        return True
 
     async def _apply_single(
         self,
@@ -228,57 +242,46 @@ class EventConsumer:
         event: DecodedEvent,
         dead_letters: DeadLetterPublisher,
         stop: asyncio.Event,
-    ) -> None:
+    ) -> bool:
         backoff = Backoff()
         bind_context(event_id=event.envelope.id, correlation_id=event.envelope.correlationid)
         for attempt in range(1, self._config.max_attempts + 1):
             try:
                 async with self._lock:
                     await self._transaction([event])
-                return
+                return True
             except Exception as error:
                 if is_transient(error):
                     raise  # not the event's fault: the consumer restarts and retries
-                if attempt < self._config.max_attempts:
-                    log.warning("consumer.handler_failed", attempt=attempt, error=_fqcn(error))
-                    await backoff.wait(stop)
-                    continue
-                letter = DeadLetter(
-                    record=record,
-                    reason="handler_failed",
-                    error_class=_fqcn(error),
-                    message=str(error),
-                    attempts=attempt,
-                    event_type=event.envelope.type,
-                    event_id=event.envelope.id,
-                )
-                async with self._lock:
-                    await self._dead_letter(batch, [letter], dead_letters)
+                if attempt == self._config.max_attempts:
+                    await self._park(batch, record, event, error, attempt, dead_letters)
+                    return True
+                log.warning("consumer.handler_failed", attempt=attempt, error=fqcn(error))
+                await backoff.wait(stop)
+                if stop.is_set():
+                    return False  # stopping is no reason to give up on the event
+        return True
+
+    async def _park(
+        self,
+        batch: _Batch,
+        record: Record,
+        event: DecodedEvent,
+        error: Exception,
+        attempts: int,
+        dead_letters: DeadLetterPublisher,
+    ) -> None:
+        letter = DeadLetter(
+            record=record,
+            reason="handler_failed",
+            error_class=fqcn(error),
+            message=str(error),
+            attempts=attempts,
+            event_type=event.envelope.type,
+            event_id=event.envelope.id,
+        )
+        async with self._lock:
+            await self._dead_letter(batch, [letter], dead_letters)
 
 
-def _first_occurrences(events: Sequence[DecodedEvent]) -> list[DecodedEvent]:
-    seen: set[str] = set()
-    unique = []
-    for event in events:
-        if event.envelope.id not in seen:
-            seen.add(event.envelope.id)
-            unique.append(event)
-    return unique
-
-
-def _position(record: Record) -> tuple[str, int, int]:
-    return record.topic, record.partition, record.offset
-
-
-def _event_id(record: Record) -> str:
-    try:
-        return decode(record.value).id
-    except DecodeError:
-        return ""
-
-
-def _fqcn(error: BaseException) -> str:
-    return f"{type(error).__module__}.{type(error).__qualname__}"
-
-
-__all__ = ["BatchHandler", "ConsumerConfig", "EventConsumer", "TopicPartition"]
+__all__ = ["BatchHandler", "ConsumerConfig", "EventConsumer"]

@@ -6,6 +6,7 @@ The message is sanitized: personal data never reaches a dead-letter header.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
@@ -14,6 +15,17 @@ from aiokafka.structs import ConsumerRecord
 from cascade.shared.logging import mask_text
 
 MAX_MESSAGE_CHARS = 500
+_TYPE_SHAPE = re.compile(r"[a-z][a-z0-9.\-]{0,119}")
+_DIGIT_RUN = re.compile(r"\d{6,}")
+
+
+def safe_event_type(event_type: str) -> str:
+    """Returns a sender-supplied type fit for a header: type-shaped, no long digit runs."""
+    if not event_type:
+        return ""
+    if not _TYPE_SHAPE.fullmatch(event_type):
+        return "[not a type name]"
+    return _DIGIT_RUN.sub("#", event_type)
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,8 @@ def dead_letter_headers(
         "dlt-exception-fqcn": letter.error_class,
         "dlt-exception-message": mask_text(letter.message)[:MAX_MESSAGE_CHARS],
         "dlt-attempts": str(letter.attempts),
-        "dlt-event-type": letter.event_type[:200],
-        "dlt-event-id": letter.event_id[:200],
+        "dlt-event-type": safe_event_type(letter.event_type),
+        "dlt-event-id": mask_text(letter.event_id)[:200],
         "dlt-service-version": service_version,
     }
     return [(name, value.encode()) for name, value in values.items()]

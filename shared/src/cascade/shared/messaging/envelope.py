@@ -7,7 +7,6 @@ are lower-case letters and digits only); they are optional on inbound events.
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from datetime import UTC, datetime
@@ -74,16 +73,15 @@ def decode(value: bytes | None) -> Envelope:
     if value is None:
         raise DecodeError("undecodable", "the record has no value")
     try:
-        body = json.loads(value.decode("utf-8"))
-    # ValueError covers bad UTF-8, bad JSON and integers too long for Python to parse;
-    # RecursionError, absurdly deep nesting. Either way the record is not an event.
-    except (ValueError, RecursionError) as error:
-        raise DecodeError("undecodable", f"not UTF-8 JSON: {type(error).__name__}") from error
-    if not isinstance(body, dict):
-        raise DecodeError("undecodable", "the JSON body is not an object")
-    try:
-        return Envelope.model_validate(body)
+        # pydantic-core parses the bytes itself: bad UTF-8, bad JSON, absurd nesting and
+        # over-long integers all come back as validation errors, never as a crash.
+        return Envelope.model_validate_json(value)
     except ValidationError as error:
+        kinds = {(item["type"], item["loc"]) for item in error.errors()}
+        if ("json_invalid", ()) in kinds:
+            raise DecodeError("undecodable", "not UTF-8 JSON") from error
+        if ("model_type", ()) in kinds:
+            raise DecodeError("undecodable", "the JSON body is not an object") from error
         raise DecodeError("schema_invalid", describe_validation_error(error)) from error
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiokafka.errors import KafkaError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 # SQLSTATE classes: 08 connection exception, 53 insufficient resources, 57 operator
@@ -34,7 +34,8 @@ def is_transient(error: BaseException) -> bool:
             return True
         state = _sqlstate(error)
         if state is None:
-            # No SQLSTATE: the driver lost the connection before the server answered.
-            return True
+            # No SQLSTATE: the driver lost the connection before the server answered, or
+            # the statement itself is wrong (a programming error: not worth a retry).
+            return isinstance(error, InterfaceError | OperationalError)
         return state[:2] in _TRANSIENT_CLASSES or state in _TRANSIENT_STATES
     return False

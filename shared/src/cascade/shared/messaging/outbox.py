@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cascade.shared.messaging.envelope import Envelope
@@ -17,15 +17,22 @@ async def add_to_outbox(
     """Adds (topic, envelope) pairs to the outbox; they publish only if the caller commits."""
     if not events:
         return
-    rows = [
+    # One statement with one array per column, however many events: the cheapest way to
+    # write a batch through asyncpg.
+    await session.execute(
+        text(
+            f"INSERT INTO {table.name} "  # noqa: S608 - our own table name
+            "(event_id, event_type, topic, message_key, key_slot, payload) "
+            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
+            "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
+            "CAST(:payloads AS bytea[]))"
+        ),
         {
-            "event_id": envelope.id,
-            "event_type": envelope.type,
-            "topic": topic,
-            "message_key": envelope.subject,
-            "key_slot": key_slot(envelope.subject),
-            "payload": envelope.to_bytes(),
-        }
-        for topic, envelope in events
-    ]
-    await session.execute(insert(table), rows)
+            "ids": [envelope.id for _, envelope in events],
+            "types": [envelope.type for _, envelope in events],
+            "topics": [topic for topic, _ in events],
+            "keys": [envelope.subject for _, envelope in events],
+            "slots": [key_slot(envelope.subject) for _, envelope in events],
+            "payloads": [envelope.to_bytes() for _, envelope in events],
+        },
+    )

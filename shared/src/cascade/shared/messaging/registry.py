@@ -68,8 +68,10 @@ class EventRegistry:
         if match and any(
             (m := _MAJOR.match(known)) and m["name"] == match["name"] for known in self._types
         ):
-            raise DecodeError("unsupported_version", f"unsupported major version: {type_name}")
-        raise DecodeError("unknown_type", f"unknown event type: {type_name[:200]}")
+            # The type is the sender's text: it goes to the dlt-event-type header, sanitised,
+            # never into the message.
+            raise DecodeError("unsupported_version", "the event type's major version is unknown")
+        raise DecodeError("unknown_type", "the event type is not registered")
 
     def validate(self, envelope: Envelope, key: bytes | None = None) -> DecodedEvent:
         """Returns the event with its typed payload; raises DecodeError when it is bad."""

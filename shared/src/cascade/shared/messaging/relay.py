@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,13 +20,15 @@ from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Table, delete, func, select, text, update
+from sqlalchemy import BigInteger, Table, any_, bindparam, cast, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.backoff import Backoff, wait_or_stop
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.safety import UnsafeConfigError, verify_producer
 from cascade.shared.messaging.tables import KEY_SLOTS
 
 log = get_logger(__name__)
@@ -45,6 +48,7 @@ class RelaySettings:
     housekeeping_every_s: float = 10.0
     # False only in the negative-control test: a plain SKIP LOCKED claim, no key slots.
     partition_by_key: bool = True
+    embedded_broker: bool = False
 
 
 class OutboxRelay:
@@ -68,11 +72,21 @@ class OutboxRelay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set, riding out broker and database outages."""
+        housekeeping = asyncio.create_task(self._housekeeping_loop(stop))
+        try:
+            await self._publish_until(stop)
+        finally:
+            stop.set()
+            await housekeeping
+
+    async def _publish_until(self, stop: asyncio.Event) -> None:
         backoff = Backoff(max_delay_s=self._settings.max_backoff_s)
         while not stop.is_set():
             try:
                 async with self._resources() as (connection, producer):
                     await self._publish_loop(connection, producer, stop, backoff)
+            except UnsafeConfigError:
+                raise  # a configuration bug: retrying cannot fix it
             except Exception as error:  # transient by nature here: broker or database down
                 log.warning("outbox.relay_retrying", error_class=type(error).__name__)
                 await backoff.wait(stop)
@@ -80,6 +94,7 @@ class OutboxRelay:
     @asynccontextmanager
     async def _resources(self) -> AsyncIterator[tuple[AsyncConnection, AIOKafkaProducer]]:
         producer = self._producer_factory()
+        verify_producer(producer, embedded_broker=self._settings.embedded_broker)
         try:
             await producer.start()
             # A dedicated connection: its session holds this relay's advisory locks,
@@ -100,15 +115,11 @@ class OutboxRelay:
         backoff: Backoff,
     ) -> None:
         await self._join(connection)
-        next_housekeeping = 0.0
         while not stop.is_set():
             if self._settings.partition_by_key:
                 await self._rebalance(connection)
             published = await self._publish_batch(connection, producer)
             backoff.reset()
-            if time.monotonic() >= next_housekeeping:
-                await self._housekeeping(connection)
-                next_housekeeping = time.monotonic() + self._settings.housekeeping_every_s
             if published == 0:
                 await wait_or_stop(stop, self._settings.idle_poll_s)
 
@@ -156,13 +167,15 @@ class OutboxRelay:
         ]
         await asyncio.gather(*deliveries)
         crash_point("relay_after_kafka_ack_before_mark_sent")
-        ids = [row.id for row in rows]
         await connection.execute(
-            update(self._table).where(self._table.c.id.in_(ids)).values(published_at=func.now())
+            update(self._table)
+            .where(self._table.c.id == any_(cast(bindparam("ids"), ARRAY(BigInteger))))
+            .values(published_at=func.now()),
+            {"ids": [row.id for row in rows]},
         )
         await connection.commit()
-        for row in rows:
-            self._metrics.published.labels(row.event_type).inc()
+        for event_type, count in Counter(row.event_type for row in rows).items():
+            self._metrics.published.labels(event_type).inc(count)
         return len(rows)
 
     def _claim_query(self) -> Any:
@@ -177,6 +190,17 @@ class OutboxRelay:
         if not self._settings.partition_by_key:
             return query.with_for_update(skip_locked=True)
         return query.where(table.c.key_slot.in_(sorted(self.owned_slots) or [-1]))
+
+    async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
+        """Prunes and measures the outbox on its own connection, so that the backlog
+        gauges keep moving while publishing waits on a broker that is down."""
+        while not stop.is_set():
+            try:
+                async with self._engine.connect() as connection:
+                    await self._housekeeping(connection)
+            except Exception as error:  # the database is down: measured again next time
+                log.warning("outbox.housekeeping_failed", error_class=type(error).__name__)
+            await wait_or_stop(stop, self._settings.housekeeping_every_s)
 
     async def _housekeeping(self, connection: AsyncConnection) -> None:
         table = self._table

@@ -35,7 +35,9 @@ def outbox_table(metadata: MetaData) -> Table:
     return Table(
         "outbox_message",
         metadata,
-        # The identity gives the publishing order: commit order within one key's slot.
+        # The identity gives the publishing order per key. It is insert order: business code
+        # serialises writes to one account (it locks the account's row first), so for one
+        # key insert order is commit order.
         Column("id", BigInteger, Identity(always=True), primary_key=True),
         Column("event_id", Text, nullable=False, unique=True),
         Column("event_type", Text, nullable=False),

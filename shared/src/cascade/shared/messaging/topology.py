@@ -23,6 +23,7 @@ class TopicSpec:
     cleanup_policy: str = "delete"
     event_types: tuple[str, ...] = ()
     consumers: tuple[str, ...] = ()
+    max_message_bytes: int | None = None
 
 
 CONSUMING_SERVICES = ("accounts", "cases", "notifications", "legal")
@@ -108,6 +109,8 @@ _PER_SERVICE = tuple(
             partitions=1,
             retention_ms=90 * DAY_MS,
             description=f"Events the {service} service could not process, with the reason.",
+            # The original record plus provenance headers must fit (clients.py).
+            max_message_bytes=2 * 1024 * 1024 + 64 * 1024,
         ),
         TopicSpec(
             name=replay_topic(service),

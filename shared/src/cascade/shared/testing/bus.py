@@ -18,8 +18,8 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
-    insert,
     select,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -91,18 +91,22 @@ def make_steps(count: int, accounts: int, *, start: int = 0) -> list[Envelope]:
 async def record_effects(
     session: AsyncSession, events: Sequence[DecodedEvent], worker: str
 ) -> None:
-    """The test handler: one effect row per applied event, in application order."""
-    rows = [
+    """The test handler: one effect row per applied event, in one grouped statement."""
+    if not events:
+        return
+    await session.execute(
+        text(
+            "INSERT INTO bus_effect (source_event_id, message_key, seq, worker) "
+            "SELECT *, CAST(:worker AS text) FROM unnest(CAST(:ids AS text[]), "
+            "CAST(:keys AS text[]), CAST(:seqs AS integer[]))"
+        ),
         {
-            "source_event_id": event.envelope.id,
-            "message_key": event.envelope.subject,
-            "seq": getattr(event.payload, "seq", -1),
+            "ids": [event.envelope.id for event in events],
+            "keys": [event.envelope.subject for event in events],
+            "seqs": [getattr(event.payload, "seq", -1) for event in events],
             "worker": worker,
-        }
-        for event in events
-    ]
-    if rows:
-        await session.execute(insert(EFFECT), rows)
+        },
+    )
 
 
 async def read_effects(database_url: str) -> list[tuple[str, str, int]]:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
-from cascade.shared.messaging.clients import make_consumer, make_producer
+from cascade.shared.messaging.clients import DEAD_LETTER_MAX_BYTES, make_consumer, make_producer
 from cascade.shared.messaging.consumer import ConsumerConfig, EventConsumer
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.registry import DecodedEvent
@@ -72,6 +72,7 @@ async def _consume(args: argparse.Namespace, stop: asyncio.Event) -> None:
         max_records=args.max_records,
         max_attempts=args.max_attempts,
         dedup=not args.no_dedup,
+        embedded_broker=args.no_idempotence,
         offsets_after_db=not args.offsets_first,
     )
     consumer = EventConsumer(
@@ -83,7 +84,9 @@ async def _consume(args: argparse.Namespace, stop: asyncio.Event) -> None:
             session_timeout_ms=6_000,
             heartbeat_interval_ms=1_000,
         ),
-        producer_factory=lambda: make_producer(kafka, client_id=f"worker-dlq-{os.getpid()}"),
+        producer_factory=lambda: make_producer(
+            kafka, client_id=f"worker-dlq-{os.getpid()}", max_request_size=DEAD_LETTER_MAX_BYTES
+        ),
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         inbox_table=INBOX,
         registry=step_registry(),
@@ -107,7 +110,9 @@ async def _relay(args: argparse.Namespace, stop: asyncio.Event) -> None:
         lambda: make_producer(kafka, client_id=f"relay-{os.getpid()}"),
         metrics=BusMetrics(),
         settings=RelaySettings(
-            batch_size=args.batch_size, partition_by_key=not args.skip_locked_claim
+            batch_size=args.batch_size,
+            partition_by_key=not args.skip_locked_claim,
+            embedded_broker=args.no_idempotence,
         ),
     )
     try:

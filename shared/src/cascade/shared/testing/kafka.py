@@ -9,6 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from cascade.shared.messaging.admin import ensure_topics
 
@@ -102,7 +103,10 @@ async def group_lag(bootstrap_servers: str, group_id: str, topics: Sequence[str]
     await admin.start()
     await probe.start()
     try:
-        committed = await admin.list_consumer_group_offsets(group_id)
+        try:
+            committed = await admin.list_consumer_group_offsets(group_id)
+        except GroupCoordinatorNotAvailableError:
+            return -1  # the group's coordinator is still loading: not caught up yet
         partitions = await _partitions(admin, topics)
         if not partitions:
             raise RuntimeError(f"no partitions known for {list(topics)}")
@@ -126,3 +130,23 @@ async def _partitions(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> list
         for entry in described
         for partition in entry["partitions"]
     ]
+
+
+async def rewind_group(bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> None:
+    """Commit offset 0 on every partition of `topics` for an idle group: a full replay."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        partitions = await _partitions(admin, topics)
+    finally:
+        await admin.close()
+    # A consumer with manual assignment commits for the group without joining it.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.commit({tp: 0 for tp in partitions})
+    finally:
+        await consumer.stop()

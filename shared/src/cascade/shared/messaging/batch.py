@@ -1,0 +1,93 @@
+"""One fetched batch: decoding it, and what the consumer needs to keep about it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
+from aiokafka import ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord
+
+from cascade.shared.logging import get_logger
+from cascade.shared.messaging.dead_letters import DeadLetter
+from cascade.shared.messaging.envelope import DecodeError, decode
+from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
+
+log = get_logger(__name__)
+
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
+
+
+class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets the batch in flight reach its database commit before partitions move."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # The lock covers decode and database work, not the offset commit, so waiting
+        # here cannot deadlock with a commit that needs the coordinator.
+        async with self._lock:
+            log.info("consumer.partitions_revoked", count=len(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("consumer.partitions_assigned", count=len(assigned))
+
+
+def decode_batch(
+    records: list[Record], registry: EventRegistry
+) -> tuple[list[DecodedEvent], list[DeadLetter]]:
+    """Returns the batch's good events and a dead letter for each bad record."""
+    events, bad = [], []
+    for record in records:
+        envelope = None
+        try:
+            envelope = decode(record.value)
+            events.append(registry.validate(envelope, key=record.key))
+        except DecodeError as error:
+            bad.append(
+                DeadLetter(
+                    record=record,
+                    reason=error.reason,
+                    error_class=fqcn(error),
+                    message=str(error),
+                    attempts=1,
+                    event_type=envelope.type if envelope else "",
+                    event_id=envelope.id if envelope else "",
+                )
+            )
+    return events, bad
+
+
+def first_occurrences(events: Sequence[DecodedEvent]) -> list[DecodedEvent]:
+    seen: set[str] = set()
+    unique = []
+    for event in events:
+        if event.envelope.id not in seen:
+            seen.add(event.envelope.id)
+            unique.append(event)
+    return unique
+
+
+def position(record: Record) -> tuple[str, int, int]:
+    return record.topic, record.partition, record.offset
+
+
+def event_id_of(record: Record) -> str:
+    try:
+        return decode(record.value).id
+    except DecodeError:
+        return ""
+
+
+def fqcn(error: BaseException) -> str:
+    return f"{type(error).__module__}.{type(error).__qualname__}"
+
+
+class DeadLetterFailedError(Exception):
+    """A dead letter could not be published; the batch must not move on without it."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"dead-letter publish failed: {cause}")
+        self.cause = cause

@@ -1,0 +1,114 @@
+"""Running the backbone inside a service: relay and consumer as tasks of the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+from fastapi import FastAPI
+from sqlalchemy import Table
+
+from cascade.shared.app import Lifespan
+from cascade.shared.logging import get_logger
+from cascade.shared.messaging.admin import apply_topology
+from cascade.shared.messaging.backoff import Backoff
+from cascade.shared.messaging.clients import DEAD_LETTER_MAX_BYTES, make_consumer, make_producer
+from cascade.shared.messaging.consumer import BatchHandler, ConsumerConfig, EventConsumer
+from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.registry import EventRegistry
+from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
+from cascade.shared.settings import BrokerKind, ServiceSettings
+
+log = get_logger(__name__)
+
+
+def bus_metrics(app: FastAPI) -> BusMetrics:
+    """Returns the app's one set of bus metrics, registered in its registry."""
+    if not hasattr(app.state, "bus_metrics"):
+        app.state.bus_metrics = BusMetrics(app.state.registry)
+    metrics: BusMetrics = app.state.bus_metrics
+    return metrics
+
+
+@asynccontextmanager
+async def _background(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> AsyncIterator[None]:
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+async def _declare_topics(settings: ServiceSettings, stop: asyncio.Event) -> None:
+    # In the background: a broker that is down must not keep the API from starting.
+    backoff = Backoff(max_delay_s=10.0)
+    while not stop.is_set():
+        try:
+            await apply_topology(settings.kafka.bootstrap_servers)
+            log.info("topics.declared")
+            return
+        except Exception as error:
+            log.warning("topics.declare_retrying", error_class=type(error).__name__)
+            await backoff.wait(stop)
+
+
+def outbox_relay(outbox: Table) -> Lifespan:
+    """Returns a lifespan that declares the topics and runs the service's outbox relay."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings: ServiceSettings = app.state.settings
+        relay = OutboxRelay(
+            app.state.engine,
+            outbox,
+            lambda: make_producer(settings.kafka, client_id=f"{settings.service_name}-relay"),
+            metrics=bus_metrics(app),
+            settings=RelaySettings(embedded_broker=settings.broker is BrokerKind.EMBEDDED),
+        )
+        stop = asyncio.Event()
+        async with (
+            _background(_declare_topics(settings, stop), stop),
+            _background(relay.run(stop), stop),
+        ):
+            yield
+
+    return lifespan
+
+
+def event_consumer(
+    config: ConsumerConfig, registry: EventRegistry, inbox: Table, handler: BatchHandler
+) -> Lifespan:
+    """Returns a lifespan that runs one of the service's consumers."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings: ServiceSettings = app.state.settings
+        name = settings.service_name
+        safe_config = replace(
+            config,
+            embedded_broker=settings.broker is BrokerKind.EMBEDDED,
+            service_version=app.version,
+        )
+        consumer = EventConsumer(
+            safe_config,
+            consumer_factory=lambda: make_consumer(
+                settings.kafka, group_id=config.group_id, client_id=f"{name}-consumer"
+            ),
+            producer_factory=lambda: make_producer(
+                settings.kafka, client_id=f"{name}-dlq", max_request_size=DEAD_LETTER_MAX_BYTES
+            ),
+            sessions=app.state.sessions,
+            inbox_table=inbox,
+            registry=registry,
+            handler=handler,
+            metrics=bus_metrics(app),
+        )
+        stop = asyncio.Event()
+        async with _background(consumer.run(stop), stop):
+            yield
+
+    return lifespan

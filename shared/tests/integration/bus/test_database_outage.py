@@ -1,0 +1,225 @@
+"""R14: with PostgreSQL down, a consumer pauses (commits no offset) and recovers by itself.
+
+A consumer worker on a private PostgreSQL is mid-stream (1,000 events produced, at least
+50 applied) when PostgreSQL is SIGKILLed and kept down for a deliberate >= 10 s. The
+group's committed offsets are sampled at the start and near the end of the outage: they
+must not move, and none may lie beyond the last event the database committed before the
+outage. After the restart: everything applied, 0 lost, 0 duplicated, lag 0 within 60 s,
+and the worker process never died (it retried).
+
+Negative control, protection switched off: offsets committed after the DB commit
+(`--offsets-first`); the figure that must fail: offsets committed beyond the last
+DB-committed event > 0 (the batch fetched during the outage is committed to Kafka while
+its database transaction fails). Without a crash the broken consumer still retries and
+loses nothing, so `lost` is not the figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
+
+from cascade.shared.db import create_database
+from cascade.shared.infra.postgres import EmbeddedPostgres
+from cascade.shared.infra.processes import wait_until_async
+from cascade.shared.messaging.envelope import decode
+from cascade.shared.testing.bus import create_bus_schema, make_steps
+from cascade.shared.testing.harness import (
+    Worker,
+    history,
+    produce_envelopes,
+    wait_all_applied,
+    wait_lag_zero,
+)
+from cascade.shared.testing.history import Produced
+from cascade.shared.testing.kafka import unique_name
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+N_EVENTS = 1000
+OUTAGE_S = 10.0  # the deliberate database outage, measured
+Offsets = dict[TopicPartition, int]
+
+
+@pytest.fixture
+async def private_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
+    """A private PostgreSQL (that the test kills) with a bus database on it."""
+    # Not under pytest's 0700 tmp_path: as root the server runs as an unprivileged user.
+    data_dir = Path(tempfile.mkdtemp(prefix="cascade-r14-pg-"))
+    server = EmbeddedPostgres(data_dir)
+    server.start(timeout=120)
+    try:
+        await create_database(server.url("postgres"), "bus")
+        await create_bus_schema(server.url("bus"))
+        yield server, server.url("bus")
+    finally:
+        server.kill9()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _count(database_url: str, sql: str) -> int:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            return int(await connection.scalar(text(sql)) or 0)
+    finally:
+        await engine.dispose()
+
+
+async def _committed(bootstrap: str, group: str) -> Offsets:
+    """Returns the group's committed offsets, as the broker has them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+    finally:
+        await admin.close()
+
+
+async def _positions(bootstrap: str, topic: str, count: int) -> dict[TopicPartition, list[str]]:
+    """Returns each partition's event ids in offset order (read without a group)."""
+    reader = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await reader.start()
+    ids: dict[TopicPartition, list[str]] = {}
+    try:
+        async with asyncio.timeout(120):
+            while sum(map(len, ids.values())) < count:
+                for tp, records in (await reader.getmany(timeout_ms=500)).items():
+                    ids.setdefault(tp, []).extend(decode(r.value).id for r in records)
+    finally:
+        await reader.stop()
+    return ids
+
+
+async def _applied_before(database_url: str, moment: datetime) -> set[str]:
+    """Returns the event ids whose inbox row (same transaction as the effect) predates `moment`."""
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    sql = "SELECT event_id FROM inbox_message WHERE processed_at < :moment"
+    try:
+        async with engine.connect() as connection:
+            return set((await connection.scalars(text(sql), {"moment": moment})).all())
+    finally:
+        await engine.dispose()
+
+
+def _beyond_db(
+    committed: Offsets, positions: dict[TopicPartition, list[str]], in_db: set[str]
+) -> int:
+    """Counts committed offsets whose event the database had not committed."""
+    return sum(
+        1
+        for tp, offset in committed.items()
+        for event_id in positions.get(tp, [])[:offset]
+        if event_id not in in_db
+    )
+
+
+def _consumer(
+    workers: Callable[..., Worker], db: str, bootstrap: str, topics: tuple[str, str], *extra: str
+) -> tuple[Worker, str]:
+    group = unique_name("group")
+    args = ["--db", db, "--bootstrap", bootstrap, "--group", group, "--topic", topics[0]]
+    args += ["--dead-letter-topic", topics[1], "--max-records", "10"]
+    return workers("consume", *args, *extra), group
+
+
+async def _outage_mid_stream(
+    server: EmbeddedPostgres, db: str, bootstrap: str, group: str
+) -> tuple[Offsets, Offsets, datetime]:
+    """Kills PostgreSQL mid-stream for >= OUTAGE_S; returns the offsets sampled during it."""
+    await wait_until_async(
+        lambda: _at_least(db, 50), 120, "the consumer to apply its first events", interval=0.02
+    )
+    began = time.monotonic()
+    server.kill9()
+    at_start = await _committed(bootstrap, group)
+    await asyncio.sleep(max(OUTAGE_S - 1.0 - (time.monotonic() - began), 0.0))
+    near_end = await _committed(bootstrap, group)
+    await asyncio.sleep(max(OUTAGE_S - (time.monotonic() - began), 0.0))
+    outage_s = time.monotonic() - began
+    assert outage_s >= OUTAGE_S
+    # Nothing commits while the server is down: inbox rows stamped before this instant
+    # are exactly those the database had committed before the outage.
+    restarting_at = datetime.now(UTC)
+    server.start(timeout=120)
+    return at_start, near_end, restarting_at
+
+
+async def _at_least(database_url: str, count: int) -> bool:
+    return await _count(database_url, "SELECT count(*) FROM bus_effect") >= count
+
+
+async def _run(
+    workers: Callable[..., Worker],
+    postgres: tuple[EmbeddedPostgres, str],
+    bootstrap: str,
+    topics: tuple[str, str],
+    *flags: str,
+) -> tuple[list[Produced], Worker, str, tuple[Offsets, Offsets, datetime]]:
+    server, db = postgres
+    produced = await produce_envelopes(bootstrap, topics[0], make_steps(N_EVENTS, 50))
+    worker, group = _consumer(workers, db, bootstrap, topics, *flags)
+    worker.start()
+    outage = await _outage_mid_stream(server, db, bootstrap, group)
+    return produced, worker, group, outage
+
+
+async def test_consumer_commits_no_offset_while_the_database_is_down_and_recovers(
+    workers: Callable[..., Worker],
+    private_postgres: tuple[EmbeddedPostgres, str],
+    kafka_bootstrap_servers: str,
+    bus_topics: tuple[str, str],
+) -> None:
+    db = private_postgres[1]
+    produced, worker, group, (at_start, near_end, restarting_at) = await _run(
+        workers, private_postgres, kafka_bootstrap_servers, bus_topics
+    )
+    recovered = time.monotonic()
+    await wait_all_applied(db, produced, deadline_s=60)
+    await wait_lag_zero(kafka_bootstrap_servers, group, [bus_topics[0]], deadline_s=60)
+    recovery_s = time.monotonic() - recovered
+    assert worker.process is not None
+    assert worker.process.poll() is None, "the worker died: it must retry, not exit"
+    worker.stop()
+
+    report = await history(db, produced)
+    assert (report.lost, report.duplicated, report.phantom) == (0, 0, 0), str(report)
+    assert sum(at_start.values()) < N_EVENTS, "the outage began after the stream had ended"
+    assert near_end == at_start, "offsets moved while the database was down"
+    positions = await _positions(kafka_bootstrap_servers, bus_topics[0], N_EVENTS)
+    assert _beyond_db(near_end, positions, await _applied_before(db, restarting_at)) == 0
+    assert recovery_s <= 60
+
+
+async def test_negative_control_committing_offsets_first_runs_ahead_of_the_database(
+    workers: Callable[..., Worker],
+    private_postgres: tuple[EmbeddedPostgres, str],
+    kafka_bootstrap_servers: str,
+    bus_topics: tuple[str, str],
+) -> None:
+    db = private_postgres[1]
+    _, worker, _, (_, near_end, restarting_at) = await _run(
+        workers, private_postgres, kafka_bootstrap_servers, bus_topics, "--offsets-first"
+    )
+    worker.stop()
+
+    positions = await _positions(kafka_bootstrap_servers, bus_topics[0], N_EVENTS)
+    beyond = _beyond_db(near_end, positions, await _applied_before(db, restarting_at))
+    assert beyond > 0, (
+        "protection: offsets committed after the DB commit; "
+        f"figure: offsets committed beyond the last DB-committed event = {beyond}"
+    )
