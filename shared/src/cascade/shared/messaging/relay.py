@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.backoff import Backoff, wait_or_stop
+from cascade.shared.messaging.batching import publish_all
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_producer
@@ -161,11 +162,7 @@ class OutboxRelay:
         if not rows:
             return 0
         crash_point("relay_before_send")
-        deliveries = [
-            await producer.send(row.topic, row.payload, key=row.message_key.encode())
-            for row in rows
-        ]
-        await asyncio.gather(*deliveries)
+        await publish_all(producer, [(r.topic, r.message_key.encode(), r.payload) for r in rows])
         crash_point("relay_after_kafka_ack_before_mark_sent")
         await connection.execute(
             update(self._table)
@@ -204,10 +201,17 @@ class OutboxRelay:
 
     async def _housekeeping(self, connection: AsyncConnection) -> None:
         table = self._table
-        retention_cutoff = func.now() - self._settings.retention
-        old = select(table.c.id).where(table.c.published_at < retention_cutoff).limit(10_000)
-        await connection.execute(delete(table).where(table.c.id.in_(old.scalar_subquery())))
-        backlog, oldest = (
+        # Oldest rows first along the primary key: no index on published_at to maintain on
+        # every mark. Rows are pruned only once published and past the retention period.
+        oldest = select(table.c.id).order_by(table.c.id).limit(10_000).scalar_subquery()
+        await connection.execute(
+            delete(table).where(
+                table.c.id.in_(oldest),
+                table.c.published_at.is_not(None),
+                table.c.created_at < func.now() - self._settings.retention,
+            )
+        )
+        backlog, oldest_created = (
             await connection.execute(
                 select(func.count(), func.min(table.c.created_at)).where(
                     table.c.published_at.is_(None)
@@ -216,8 +220,8 @@ class OutboxRelay:
         ).one()
         await connection.commit()
         self._metrics.outbox_backlog.set(backlog)
-        age = 0.0 if oldest is None else max(time.time() - oldest.timestamp(), 0.0)
-        self._metrics.outbox_oldest_age.set(age)
+        age = 0.0 if oldest_created is None else time.time() - oldest_created.timestamp()
+        self._metrics.outbox_oldest_age.set(max(age, 0.0))
 
 
 async def _try_lock(connection: AsyncConnection, namespace: int, key: int) -> bool:

@@ -27,19 +27,12 @@ def upgrade() -> None:
         ),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_outbox_message"),
-        sa.UniqueConstraint("event_id", name="uq_outbox_message_event_id"),
     )
     op.create_index(
         "ix_outbox_message_unpublished",
         "outbox_message",
         ["key_slot", "id"],
         postgresql_where=sa.text("published_at IS NULL"),
-    )
-    op.create_index(
-        "ix_outbox_message_published_at",
-        "outbox_message",
-        ["published_at"],
-        postgresql_where=sa.text("published_at IS NOT NULL"),
     )
     op.create_table(
         "inbox_message",
@@ -58,6 +51,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drops outbox_message and inbox_message."""
     op.drop_table("inbox_message")
-    op.drop_index("ix_outbox_message_published_at", table_name="outbox_message")
     op.drop_index("ix_outbox_message_unpublished", table_name="outbox_message")
     op.drop_table("outbox_message")

@@ -39,7 +39,9 @@ def outbox_table(metadata: MetaData) -> Table:
         # serialises writes to one account (it locks the account's row first), so for one
         # key insert order is commit order.
         Column("id", BigInteger, Identity(always=True), primary_key=True),
-        Column("event_id", Text, nullable=False, unique=True),
+        # Not unique: a unique index costs every insert, and a repeated id is harmless
+        # (consumers deduplicate by event id in their inbox).
+        Column("event_id", Text, nullable=False),
         Column("event_type", Text, nullable=False),
         Column("topic", Text, nullable=False),
         Column("message_key", Text, nullable=False),
@@ -52,11 +54,6 @@ def outbox_table(metadata: MetaData) -> Table:
             "key_slot",
             "id",
             postgresql_where=text("published_at IS NULL"),
-        ),
-        Index(
-            "ix_outbox_message_published_at",
-            "published_at",
-            postgresql_where=text("published_at IS NOT NULL"),
         ),
     )
 
