@@ -22,12 +22,15 @@ from cascade.shared import db
 from cascade.shared.auth import TokenVerifier
 from cascade.shared.kafka import BrokerProbe
 from cascade.shared.logging import bind_context, clear_context, get_logger
+from cascade.shared.messaging.errors import is_transient
 from cascade.shared.metrics import HttpMetrics
 from cascade.shared.settings import ServiceSettings
 
 log = get_logger(__name__)
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc"})
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
 READINESS_TIMEOUT_S = 3.0
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -129,6 +132,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(PoolTimeoutError)
     @app.exception_handler(ConnectionError)
     async def dependency_down(request: Request, error: Exception) -> JSONResponse:
+        if not is_transient(error):
+            return await unexpected(request, error)
         log.warning("request.dependency_unavailable", error_class=type(error).__name__)
         return JSONResponse(
             _error_body(request, "a backing service is unavailable; retry later"),

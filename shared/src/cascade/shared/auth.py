@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from cascade.shared.logging import get_logger
 from cascade.shared.settings import AuthSettings
@@ -47,6 +48,10 @@ class Principal:
 
 class InvalidTokenError(Exception):
     """The bearer token cannot be trusted; the message is safe to return to the caller."""
+
+
+class KeysUnavailableError(Exception):
+    """The identity provider's keys cannot be fetched: no token can be verified now."""
 
 
 class TokenVerifier:
@@ -77,9 +82,16 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as error:
             raise InvalidTokenError("the token has expired") from error
+        except (jwt.PyJWKClientConnectionError, jwt.PyJWKSetError) as error:
+            raise KeysUnavailableError("the identity provider's keys are unreachable") from error
         except (jwt.InvalidTokenError, jwt.PyJWKClientError) as error:
             raise InvalidTokenError(f"the token is not valid: {_reason(error)}") from error
         return Principal(subject=str(claims["sub"]), roles=_roles(claims.get("roles")))
+
+    @property
+    def fetches_keys(self) -> bool:
+        """Tells whether verifying may fetch keys over the network (JWKS)."""
+        return self._jwks is not None
 
     def _key_for(self, token: str) -> Any:
         if self._jwks is not None:
@@ -121,11 +133,22 @@ def require_roles(*roles: Role) -> Any:
         if credentials is None or not credentials.credentials.strip():
             raise _unauthorized("send a bearer token: 'Authorization: Bearer <token>'")
         verifier: TokenVerifier = request.app.state.token_verifier
+        token = credentials.credentials.strip()
         try:
-            principal = verifier.verify(credentials.credentials.strip())
+            # A JWKS refresh is blocking HTTP: keep it off the event loop.
+            principal = (
+                await run_in_threadpool(verifier.verify, token)
+                if verifier.fetches_keys
+                else verifier.verify(token)
+            )
         except InvalidTokenError as error:
             log.warning("auth.rejected", reason=str(error), path=request.url.path)
             raise _unauthorized(str(error)) from error
+        except KeysUnavailableError as error:
+            log.error("auth.keys_unavailable", path=request.url.path)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error), headers={"Retry-After": "5"}
+            ) from error
         if not principal.roles & allowed:
             log.warning("auth.forbidden", subject=principal.subject, path=request.url.path)
             raise HTTPException(
@@ -177,6 +200,7 @@ def mint_token(
     ttl: timedelta = timedelta(hours=1),
     algorithm: str = "RS256",
     now: datetime | None = None,
+    key_id: str | None = None,
 ) -> str:
     """Returns a signed token, as the bank's identity provider would issue it."""
     issued_at = now or datetime.now(UTC)
@@ -189,4 +213,5 @@ def mint_token(
         "exp": issued_at + ttl,
         "roles": [str(role) for role in roles],
     }
-    return jwt.encode(claims, private_key_pem, algorithm=algorithm)
+    headers = {"kid": key_id} if key_id else None
+    return jwt.encode(claims, private_key_pem, algorithm=algorithm, headers=headers)

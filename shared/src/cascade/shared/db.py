@@ -44,6 +44,8 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_s,
         pool_pre_ping=True,
+        # Bound values are debtors' data: never in an error message or a log line.
+        hide_parameters=True,
         connect_args={"timeout": settings.connect_timeout_s},
     )
 

@@ -31,6 +31,8 @@ class KafkaSettings(BaseModel):
     enable_idempotence: bool = True
     client_id: str | None = None
     request_timeout_ms: int = Field(default=30_000, gt=0)
+    # For the topics a service creates at start-up (`cascade topics apply` takes its own).
+    topic_replication_factor: int = Field(default=1, ge=1, le=5)
 
 
 class DatabaseSettings(BaseModel):
@@ -80,6 +82,13 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     auth: AuthSettings
+
+    @model_validator(mode="after")
+    def _replicated_in_production(self) -> ServiceSettings:
+        if self.environment == "production" and self.kafka.topic_replication_factor < 3:
+            # With one replica acks=all protects nothing (reliability matrix A2).
+            raise ValueError("kafka.topic_replication_factor must be at least 3 in production")
+        return self
 
     @model_validator(mode="after")
     def _idempotence_matches_broker(self) -> ServiceSettings:

@@ -46,3 +46,28 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     yield make
     for worker in made:
         worker.stop()
+
+
+ConsumerWorker = Callable[..., tuple[Worker, str]]
+
+
+@pytest.fixture
+def consumer_worker(
+    workers: Callable[..., Worker],
+    bus_database: str,
+    kafka_bootstrap_servers: str,
+    bus_topics: tuple[str, str],
+) -> ConsumerWorker:
+    """Makes a consumer worker of a fresh group on the test topics; returns it and its group."""
+
+    def make(*extra: str, max_records: int = 50) -> tuple[Worker, str]:
+        group = unique_name("group")
+        worker = workers(
+            "consume",
+            *("--db", bus_database, "--bootstrap", kafka_bootstrap_servers, "--group", group),
+            *("--topic", bus_topics[0], "--dead-letter-topic", bus_topics[1]),
+            *("--max-records", str(max_records), *extra),
+        )
+        return worker, group
+
+    return make

@@ -22,39 +22,11 @@ from cascade.shared.testing.harness import (
     wait_all_applied,
     wait_lag_zero,
 )
-from cascade.shared.testing.kafka import unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_EVENTS = 1000
 CRASH_RUNS = 3  # K per crash point in the PR tier
-
-
-def _consumer(
-    workers: Callable[..., Worker],
-    bus_database: str,
-    bootstrap: str,
-    topics: tuple[str, str],
-    *extra: str,
-) -> tuple[Worker, str]:
-    group = unique_name("group")
-    worker = workers(
-        "consume",
-        "--db",
-        bus_database,
-        "--bootstrap",
-        bootstrap,
-        "--group",
-        group,
-        "--topic",
-        topics[0],
-        "--dead-letter-topic",
-        topics[1],
-        "--max-records",
-        "50",
-        *extra,
-    )
-    return worker, group
 
 
 async def _crash_then_recover(worker: Worker, crash_at: str, runs: int, seed: int) -> None:
@@ -69,7 +41,7 @@ async def _crash_then_recover(worker: Worker, crash_at: str, runs: int, seed: in
 @pytest.mark.parametrize("seed", [11])
 async def test_killed_after_db_commit_before_offset_commit_nothing_lost_or_doubled(
     seed: int,
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
@@ -77,7 +49,7 @@ async def test_killed_after_db_commit_before_offset_commit_nothing_lost_or_doubl
     produced = await produce_envelopes(
         kafka_bootstrap_servers, bus_topics[0], make_steps(N_EVENTS, 50)
     )
-    worker, group = _consumer(workers, bus_database, kafka_bootstrap_servers, bus_topics)
+    worker, group = consumer_worker()
 
     await _crash_then_recover(worker, "after_db_commit_before_offset_commit", CRASH_RUNS, seed)
     await wait_all_applied(bus_database, produced)
@@ -91,7 +63,7 @@ async def test_killed_after_db_commit_before_offset_commit_nothing_lost_or_doubl
 
 
 async def test_negative_control_without_inbox_dedup_the_crash_doubles_effects(
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
@@ -99,9 +71,7 @@ async def test_negative_control_without_inbox_dedup_the_crash_doubles_effects(
     produced = await produce_envelopes(
         kafka_bootstrap_servers, bus_topics[0], make_steps(N_EVENTS, 50)
     )
-    worker, group = _consumer(
-        workers, bus_database, kafka_bootstrap_servers, bus_topics, "--no-dedup"
-    )
+    worker, group = consumer_worker("--no-dedup")
 
     await _crash_then_recover(worker, "after_db_commit_before_offset_commit", 1, seed=5)
     await wait_lag_zero(kafka_bootstrap_servers, group, [bus_topics[0]])
@@ -114,7 +84,7 @@ async def test_negative_control_without_inbox_dedup_the_crash_doubles_effects(
 @pytest.mark.parametrize("crash_after", [1, 3])
 async def test_killed_mid_batch_before_db_commit_leaves_no_partial_effects(
     crash_after: int,
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
@@ -122,7 +92,7 @@ async def test_killed_mid_batch_before_db_commit_leaves_no_partial_effects(
     produced = await produce_envelopes(
         kafka_bootstrap_servers, bus_topics[0], make_steps(N_EVENTS, 50)
     )
-    worker, group = _consumer(workers, bus_database, kafka_bootstrap_servers, bus_topics)
+    worker, group = consumer_worker()
 
     worker.start(crash_at="in_handler_before_db_commit", crash_after=crash_after)
     assert worker.wait_crashed() == -9
@@ -136,7 +106,7 @@ async def test_killed_mid_batch_before_db_commit_leaves_no_partial_effects(
 
 
 async def test_negative_control_committing_offsets_before_the_db_loses_events(
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
@@ -144,9 +114,7 @@ async def test_negative_control_committing_offsets_before_the_db_loses_events(
     produced = await produce_envelopes(
         kafka_bootstrap_servers, bus_topics[0], make_steps(N_EVENTS, 50)
     )
-    worker, group = _consumer(
-        workers, bus_database, kafka_bootstrap_servers, bus_topics, "--offsets-first"
-    )
+    worker, group = consumer_worker("--offsets-first")
 
     worker.start(crash_at="in_handler_before_db_commit", crash_after=2)
     assert worker.wait_crashed() == -9

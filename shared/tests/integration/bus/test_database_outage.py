@@ -20,7 +20,7 @@ import asyncio
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -50,6 +50,7 @@ from cascade.shared.testing.kafka import unique_name
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_EVENTS = 1000
+EXTRA_DURING_OUTAGE = 100
 OUTAGE_S = 10.0  # the deliberate database outage, measured
 Offsets = dict[TopicPartition, int]
 
@@ -138,7 +139,11 @@ def _consumer(
 
 
 async def _outage_mid_stream(
-    server: EmbeddedPostgres, db: str, bootstrap: str, group: str
+    server: EmbeddedPostgres,
+    db: str,
+    bootstrap: str,
+    group: str,
+    during: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[Offsets, Offsets, datetime]:
     """Kills PostgreSQL mid-stream for >= OUTAGE_S; returns the offsets sampled during it."""
     await wait_until_async(
@@ -146,6 +151,8 @@ async def _outage_mid_stream(
     )
     began = time.monotonic()
     server.kill9()
+    if during is not None:
+        await during()
     at_start = await _committed(bootstrap, group)
     await asyncio.sleep(max(OUTAGE_S - 1.0 - (time.monotonic() - began), 0.0))
     near_end = await _committed(bootstrap, group)
@@ -169,12 +176,13 @@ async def _run(
     bootstrap: str,
     topics: tuple[str, str],
     *flags: str,
+    during: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[list[Produced], Worker, str, tuple[Offsets, Offsets, datetime]]:
     server, db = postgres
     produced = await produce_envelopes(bootstrap, topics[0], make_steps(N_EVENTS, 50))
     worker, group = _consumer(workers, db, bootstrap, topics, *flags)
     worker.start()
-    outage = await _outage_mid_stream(server, db, bootstrap, group)
+    outage = await _outage_mid_stream(server, db, bootstrap, group, during)
     return produced, worker, group, outage
 
 
@@ -212,12 +220,25 @@ async def test_negative_control_committing_offsets_first_runs_ahead_of_the_datab
     bus_topics: tuple[str, str],
 ) -> None:
     db = private_postgres[1]
+
+    async def more_events_during_the_outage() -> object:
+        # However fast the consumer was before the kill, it now fetches records whose
+        # database transaction cannot commit: the control cannot miss the window.
+        extra = make_steps(EXTRA_DURING_OUTAGE, 50, start=N_EVENTS)
+        return await produce_envelopes(kafka_bootstrap_servers, bus_topics[0], extra)
+
     _, worker, _, (_, near_end, restarting_at) = await _run(
-        workers, private_postgres, kafka_bootstrap_servers, bus_topics, "--offsets-first"
+        workers,
+        private_postgres,
+        kafka_bootstrap_servers,
+        bus_topics,
+        "--offsets-first",
+        during=more_events_during_the_outage,
     )
     worker.stop()
 
-    positions = await _positions(kafka_bootstrap_servers, bus_topics[0], N_EVENTS)
+    total = N_EVENTS + EXTRA_DURING_OUTAGE
+    positions = await _positions(kafka_bootstrap_servers, bus_topics[0], total)
     beyond = _beyond_db(near_end, positions, await _applied_before(db, restarting_at))
     assert beyond > 0, (
         "protection: offsets committed after the DB commit; "

@@ -19,38 +19,11 @@ from cascade.shared.testing.harness import (
     wait_lag_zero,
 )
 from cascade.shared.testing.history import Produced
-from cascade.shared.testing.kafka import rewind_group, unique_name
+from cascade.shared.testing.kafka import rewind_group
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_EVENTS = 1000
-
-
-def _consumer(
-    workers: Callable[..., Worker],
-    database: str,
-    bootstrap: str,
-    topics: tuple[str, str],
-    *extra: str,
-) -> tuple[Worker, str]:
-    group = unique_name("group")
-    worker = workers(
-        "consume",
-        "--db",
-        database,
-        "--bootstrap",
-        bootstrap,
-        "--group",
-        group,
-        "--topic",
-        topics[0],
-        "--dead-letter-topic",
-        topics[1],
-        "--max-records",
-        "200",
-        *extra,
-    )
-    return worker, group
 
 
 async def _produce_with_copies(bootstrap: str, topic: str) -> list[Produced]:
@@ -61,13 +34,13 @@ async def _produce_with_copies(bootstrap: str, topic: str) -> list[Produced]:
 
 
 async def test_duplicates_and_a_full_replay_add_no_effect(
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
 ) -> None:
     produced = await _produce_with_copies(kafka_bootstrap_servers, bus_topics[0])
-    worker, group = _consumer(workers, bus_database, kafka_bootstrap_servers, bus_topics)
+    worker, group = consumer_worker(max_records=200)
 
     worker.start()
     await wait_all_applied(bus_database, produced)
@@ -88,15 +61,13 @@ async def test_duplicates_and_a_full_replay_add_no_effect(
 
 
 async def test_negative_control_without_inbox_dedup_duplicates_are_applied(
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
 ) -> None:
     produced = await _produce_with_copies(kafka_bootstrap_servers, bus_topics[0])
-    worker, group = _consumer(
-        workers, bus_database, kafka_bootstrap_servers, bus_topics, "--no-dedup"
-    )
+    worker, group = consumer_worker("--no-dedup", max_records=200)
 
     worker.start()
     await wait_lag_zero(kafka_bootstrap_servers, group, [bus_topics[0]], deadline_s=120)

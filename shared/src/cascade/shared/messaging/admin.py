@@ -55,6 +55,9 @@ async def ensure_topics(
 def new_topic(spec: TopicSpec, replication_factor: int) -> NewTopic:
     """Returns the admin request for a declared topic."""
     configs = {"retention.ms": str(spec.retention_ms), "cleanup.policy": spec.cleanup_policy}
+    if replication_factor >= 3:
+        # acks=all then means two copies at least (reliability matrix A2).
+        configs["min.insync.replicas"] = "2"
     if spec.max_message_bytes is not None:
         configs["max.message.bytes"] = str(spec.max_message_bytes)
     return NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=configs)

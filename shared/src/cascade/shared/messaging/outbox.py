@@ -10,6 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cascade.shared.messaging.envelope import Envelope
 from cascade.shared.messaging.tables import key_slot
 
+# Kafka's default message limit is 1 MiB; keep room for the record's key and headers.
+MAX_EVENT_BYTES = 1_000_000
+
 
 async def add_to_outbox(
     session: AsyncSession, table: Table, events: Sequence[tuple[str, Envelope]]
@@ -17,6 +20,11 @@ async def add_to_outbox(
     """Adds (topic, envelope) pairs to the outbox; they publish only if the caller commits."""
     if not events:
         return
+    payloads = [envelope.to_bytes() for _, envelope in events]
+    for payload in payloads:
+        if len(payload) > MAX_EVENT_BYTES:
+            # Refused here, loudly, rather than failing at the broker after the commit.
+            raise ValueError(f"an event of {len(payload)} bytes exceeds {MAX_EVENT_BYTES}")
     # One statement with one array per column, however many events: the cheapest way to
     # write a batch through asyncpg.
     await session.execute(
@@ -33,6 +41,6 @@ async def add_to_outbox(
             "topics": [topic for topic, _ in events],
             "keys": [envelope.subject for _, envelope in events],
             "slots": [key_slot(envelope.subject) for _, envelope in events],
-            "payloads": [envelope.to_bytes() for _, envelope in events],
+            "payloads": payloads,
         },
     )

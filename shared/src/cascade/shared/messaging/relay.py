@@ -105,6 +105,9 @@ class OutboxRelay:
                     yield connection, producer
                 finally:
                     self.owned_slots.clear()
+                    # Returned to a pool, the connection would keep this relay's advisory
+                    # locks; invalidating it ends the session and releases them.
+                    await connection.invalidate()
         finally:
             await producer.stop()
 
@@ -202,15 +205,18 @@ class OutboxRelay:
     async def _housekeeping(self, connection: AsyncConnection) -> None:
         table = self._table
         # Oldest rows first along the primary key: no index on published_at to maintain on
-        # every mark. Rows are pruned only once published and past the retention period.
-        oldest = select(table.c.id).order_by(table.c.id).limit(10_000).scalar_subquery()
-        await connection.execute(
-            delete(table).where(
-                table.c.id.in_(oldest),
+        # every mark. Rows are pruned once published longer ago than the retention period.
+        expired = (
+            select(table.c.id)
+            .where(
                 table.c.published_at.is_not(None),
-                table.c.created_at < func.now() - self._settings.retention,
+                table.c.published_at < func.now() - self._settings.retention,
             )
+            .order_by(table.c.id)
+            .limit(10_000)
+            .scalar_subquery()
         )
+        await connection.execute(delete(table).where(table.c.id.in_(expired)))
         backlog, oldest_created = (
             await connection.execute(
                 select(func.count(), func.min(table.c.created_at)).where(

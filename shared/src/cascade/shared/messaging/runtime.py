@@ -48,7 +48,10 @@ async def _declare_topics(settings: ServiceSettings, stop: asyncio.Event) -> Non
     backoff = Backoff(max_delay_s=10.0)
     while not stop.is_set():
         try:
-            await apply_topology(settings.kafka.bootstrap_servers)
+            await apply_topology(
+                settings.kafka.bootstrap_servers,
+                replication_factor=settings.kafka.topic_replication_factor,
+            )
             log.info("topics.declared")
             return
         except Exception as error:

@@ -27,6 +27,7 @@ def upgrade() -> None:
         ),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_outbox_message"),
+        sa.UniqueConstraint("event_id", name="uq_outbox_message_event_id"),
     )
     op.create_index(
         "ix_outbox_message_unpublished",

@@ -39,9 +39,9 @@ def outbox_table(metadata: MetaData) -> Table:
         # serialises writes to one account (it locks the account's row first), so for one
         # key insert order is commit order.
         Column("id", BigInteger, Identity(always=True), primary_key=True),
-        # Not unique: a unique index costs every insert, and a repeated id is harmless
-        # (consumers deduplicate by event id in their inbox).
-        Column("event_id", Text, nullable=False),
+        # Unique: consumers deduplicate by event id, so a second event reusing an id would
+        # be dropped downstream; the business transaction fails loudly instead.
+        Column("event_id", Text, nullable=False, unique=True),
         Column("event_type", Text, nullable=False),
         Column("topic", Text, nullable=False),
         Column("message_key", Text, nullable=False),
