@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from cascade.shared.db import create_database, database_url
@@ -70,12 +71,12 @@ async def raw_throughput(bootstrap: str, events: int) -> float:
         await consumer.stop()
 
 
-async def _drain(consumer: object, events: int) -> None:
+async def _drain(consumer: AIOKafkaConsumer, events: int) -> None:
     seen = 0
     while seen < events:
-        batches = await consumer.getmany(timeout_ms=200, max_records=5000)  # type: ignore[attr-defined]
+        batches = await consumer.getmany(timeout_ms=200, max_records=5000)
         seen += sum(len(records) for records in batches.values())
-        await consumer.commit()  # type: ignore[attr-defined]
+        await consumer.commit()
 
 
 class Pipeline:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from cascade.shared.messaging.clients import DEAD_LETTER_MAX_BYTES, make_consumer, make_producer
-from cascade.shared.messaging.consumer import ConsumerConfig, EventConsumer
+from cascade.shared.messaging.consumer import BatchHandler, ConsumerConfig, EventConsumer
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
@@ -47,7 +47,7 @@ def _report(metrics: BusMetrics) -> None:
     )
 
 
-def _handler(worker: str, fail_seq: int | None, metrics: BusMetrics):  # type: ignore[no-untyped-def]
+def _handler(worker: str, fail_seq: int | None, metrics: BusMetrics) -> BatchHandler:
     async def handle(session: AsyncSession, events: Sequence[DecodedEvent]) -> None:
         if fail_seq is not None and any(
             getattr(e.payload, "seq", None) == fail_seq for e in events
