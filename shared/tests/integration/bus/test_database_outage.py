@@ -11,7 +11,9 @@ Negative control, protection switched off: offsets committed after the DB commit
 (`--offsets-first`); the figure that must fail: offsets committed beyond the last
 DB-committed event > 0 (the batch fetched during the outage is committed to Kafka while
 its database transaction fails). Without a crash the broken consumer still retries and
-loses nothing, so `lost` is not the figure.
+loses nothing, so `lost` is not the figure. In the control the kill waits until the
+consumer is idle and 100 events arrive during the outage: a transaction in flight at the
+kill may have committed or not, and a consumer retrying it would fetch nothing new.
 """
 
 from __future__ import annotations
@@ -143,12 +145,22 @@ async def _outage_mid_stream(
     db: str,
     bootstrap: str,
     group: str,
+    topic: str,
     during: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[Offsets, Offsets, datetime]:
-    """Kills PostgreSQL mid-stream for >= OUTAGE_S; returns the offsets sampled during it."""
-    await wait_until_async(
-        lambda: _at_least(db, 50), 120, "the consumer to apply its first events", interval=0.02
-    )
+    """Kills PostgreSQL for >= OUTAGE_S; returns the offsets sampled during the outage.
+
+    Without `during`, the kill lands mid-stream. With it, the kill waits until the consumer
+    is idle (everything applied and committed), so no transaction is in flight whose fate
+    is ambiguous, and `during` then gives it records to fetch while the database is down.
+    """
+    if during is None:
+        await wait_until_async(
+            lambda: _at_least(db, 50), 120, "the consumer to apply its first events", interval=0.02
+        )
+    else:
+        await wait_until_async(lambda: _at_least(db, N_EVENTS), 120, "the stream to be applied")
+        await wait_lag_zero(bootstrap, group, [topic], deadline_s=60)
     began = time.monotonic()
     server.kill9()
     if during is not None:
@@ -182,7 +194,7 @@ async def _run(
     produced = await produce_envelopes(bootstrap, topics[0], make_steps(N_EVENTS, 50))
     worker, group = _consumer(workers, db, bootstrap, topics, *flags)
     worker.start()
-    outage = await _outage_mid_stream(server, db, bootstrap, group, during)
+    outage = await _outage_mid_stream(server, db, bootstrap, group, topics[0], during)
     return produced, worker, group, outage
 
 

@@ -157,11 +157,12 @@ class EventConsumer:
                     await self._apply(batch, dead_letters)
                 return True
             except TimeoutError:
-                if not deadline.expired():
-                    raise
-                # Too slow as a whole: find the event that is, one at a time (matrix R6).
-                log.warning("consumer.batch_timed_out", records=len(batch.records))
-                return await self._apply_one_by_one(batch, dead_letters, stop)
+                if deadline.expired():
+                    # Too slow as a whole: find the event that is, one at a time (matrix R6).
+                    log.warning("consumer.batch_timed_out", records=len(batch.records))
+                    return await self._apply_one_by_one(batch, dead_letters, stop)
+                # A timeout of its own (a connection attempt): transient, retried in place.
+                log.warning("consumer.transient_failure", error_class="TimeoutError")
             except DeadLetterFailedError as error:
                 # Never skip a bad record that could not be parked: stall and retry loudly.
                 log.error("consumer.dead_letter_failed", error_class=error.cause)
