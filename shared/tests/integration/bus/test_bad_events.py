@@ -31,13 +31,13 @@ from cascade.shared.testing.harness import (
     wait_lag_zero,
 )
 from cascade.shared.testing.history import Produced
-from cascade.shared.testing.kafka import unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_GOOD = 1000
 DEADLINE_S = 120.0
 MAX_ATTEMPTS = 3
+ATTEMPTS_ARGS = ("--max-attempts", str(MAX_ATTEMPTS))
 HEADERS = (
     "dlt-original-topic",
     "dlt-original-partition",
@@ -140,19 +140,6 @@ async def _send_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> Non
         await producer.stop()
 
 
-def _consumer(
-    workers: Callable[..., Worker], db: str, bootstrap: str, topics: tuple[str, str], *extra: str
-) -> tuple[Worker, str]:
-    group = unique_name("bad-events")
-    worker = workers(
-        "consume",
-        *("--db", db, "--bootstrap", bootstrap, "--group", group),
-        *("--topic", topics[0], "--dead-letter-topic", topics[1]),
-        *("--max-attempts", str(MAX_ATTEMPTS), *extra),
-    )
-    return worker, group
-
-
 async def _dead_letters_when(bootstrap: str, topic: str, count: int) -> list[DeadLetterRecord]:
     """Returns the dead letters once the group is caught up (lag 0 means all are written)."""
     letters = await read_dead_letters(bootstrap, "bus-tests", dead_letter_topic=topic)
@@ -168,14 +155,14 @@ def _assert_no_canary(letters: Sequence[DeadLetterRecord]) -> None:
 
 
 async def test_poison_records_are_dead_lettered_once_with_provenance_and_good_ones_applied(
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
 ) -> None:
     bootstrap, (events, dlt) = kafka_bootstrap_servers, bus_topics
     produced, poison = await _produce_mixed(bootstrap, events, make_steps(N_GOOD, 50), _poison())
-    worker, group = _consumer(workers, bus_database, bootstrap, bus_topics)
+    worker, group = consumer_worker(*ATTEMPTS_ARGS, max_records=100)
     worker.start()
 
     await wait_all_applied(bus_database, produced, DEADLINE_S)
@@ -208,7 +195,7 @@ async def test_poison_records_are_dead_lettered_once_with_provenance_and_good_on
 
 
 async def test_unknown_type_and_major_are_dead_lettered_and_extra_fields_are_tolerated(
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
@@ -234,7 +221,7 @@ async def test_unknown_type_and_major_are_dead_lettered_and_extra_fields_are_tol
     produced, written = await _produce_mixed(bootstrap, events, make_steps(N_GOOD, 50), bad)
     await _send_raw(bootstrap, events, b"ACC-00007", json.dumps(tolerant).encode())
     produced.append(Produced(str(tolerant["id"]), "ACC-00007", 10_000))
-    worker, group = _consumer(workers, bus_database, bootstrap, bus_topics)
+    worker, group = consumer_worker(*ATTEMPTS_ARGS, max_records=100)
     worker.start()
 
     await wait_all_applied(bus_database, produced, DEADLINE_S)
@@ -250,7 +237,7 @@ async def test_unknown_type_and_major_are_dead_lettered_and_extra_fields_are_tol
 
 
 async def test_event_the_handler_keeps_refusing_is_dead_lettered_after_max_attempts(
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
@@ -267,7 +254,7 @@ async def test_event_the_handler_keeps_refusing_is_dead_lettered_after_max_attem
     after = await produce_envelopes(
         bootstrap, events, make_steps(N_GOOD // 2, 50, start=N_GOOD // 2)
     )
-    worker, group = _consumer(workers, bus_database, bootstrap, bus_topics, "--fail-seq", "5000")
+    worker, group = consumer_worker("--fail-seq", "5000", *ATTEMPTS_ARGS, max_records=100)
     worker.start()
 
     await wait_all_applied(bus_database, before + after, DEADLINE_S)
@@ -286,7 +273,7 @@ async def test_event_the_handler_keeps_refusing_is_dead_lettered_after_max_attem
 
 
 async def test_a_poison_record_near_the_broker_limit_is_still_dead_lettered(
-    workers: Callable[..., Worker],
+    consumer_worker: Callable[..., tuple[Worker, str]],
     bus_database: str,
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
@@ -295,7 +282,7 @@ async def test_a_poison_record_near_the_broker_limit_is_still_dead_lettered(
     bootstrap, (events, dlt) = kafka_bootstrap_servers, bus_topics
     huge = Bad("near-1mib", b"\x00" * 1_048_400, b"ACC-00007", "undecodable")
     produced, poison = await _produce_mixed(bootstrap, events, make_steps(N_GOOD, 50), [huge])
-    worker, group = _consumer(workers, bus_database, bootstrap, bus_topics)
+    worker, group = consumer_worker(*ATTEMPTS_ARGS, max_records=100)
     worker.start()
 
     await wait_all_applied(bus_database, produced, DEADLINE_S)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import TopicPartition
 
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging.topology import TOPICS, TopicSpec
@@ -72,3 +73,16 @@ async def apply_topology(
     """Creates every declared topic that is missing; returns the names it declared."""
     await ensure_topics(bootstrap_servers, [new_topic(s, replication_factor) for s in specs])
     return [spec.name for spec in specs]
+
+
+async def topic_partitions(
+    admin: AIOKafkaAdminClient, topics: Sequence[str]
+) -> list[TopicPartition]:
+    """Returns every partition of `topics`, in order; raises ValueError for a missing topic."""
+    partitions = []
+    for described in await admin.describe_topics(list(topics)):
+        if described["error_code"] != 0 or not described["partitions"]:
+            raise ValueError(f"topic {described['topic']} does not exist")
+        numbers = sorted(partition["partition"] for partition in described["partitions"])
+        partitions += [TopicPartition(described["topic"], number) for number in numbers]
+    return partitions

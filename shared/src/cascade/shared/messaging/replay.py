@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from cascade.shared.logging import mask_text
+from cascade.shared.messaging.admin import topic_partitions
 from cascade.shared.messaging.clients import make_producer
 from cascade.shared.messaging.safety import verify_producer
 from cascade.shared.messaging.topology import dead_letter_topic as default_dead_letter_topic
@@ -79,13 +80,9 @@ async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
+        return await topic_partitions(admin, [topic])
     finally:
         await admin.close()
-    if described["error_code"] != 0 or not described["partitions"]:
-        raise ValueError(f"topic {topic} does not exist")
-    numbers = sorted(partition["partition"] for partition in described["partitions"])
-    return [TopicPartition(topic, number) for number in numbers]
 
 
 async def _read_until(

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from cascade.shared.messaging.admin import ensure_topics
+from cascade.shared.messaging.admin import ensure_topics, topic_partitions
 
 
 def unique_name(prefix: str) -> str:
@@ -107,7 +106,7 @@ async def group_lag(bootstrap_servers: str, group_id: str, topics: Sequence[str]
             committed = await admin.list_consumer_group_offsets(group_id)
         except GroupCoordinatorNotAvailableError:
             return -1  # the group's coordinator is still loading: not caught up yet
-        partitions = await _partitions(admin, topics)
+        partitions = await topic_partitions(admin, topics)
         if not partitions:
             raise RuntimeError(f"no partitions known for {list(topics)}")
         ends = await probe.end_offsets(partitions)
@@ -121,23 +120,12 @@ async def group_lag(bootstrap_servers: str, group_id: str, topics: Sequence[str]
         await admin.close()
 
 
-async def _partitions(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> list[Any]:
-    from aiokafka.structs import TopicPartition
-
-    described = await admin.describe_topics(list(topics))
-    return [
-        TopicPartition(entry["topic"], partition["partition"])
-        for entry in described
-        for partition in entry["partitions"]
-    ]
-
-
 async def rewind_group(bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> None:
     """Commit offset 0 on every partition of `topics` for an idle group: a full replay."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await admin.start()
     try:
-        partitions = await _partitions(admin, topics)
+        partitions = await topic_partitions(admin, topics)
     finally:
         await admin.close()
     # A consumer with manual assignment commits for the group without joining it.
