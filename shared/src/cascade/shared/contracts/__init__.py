@@ -8,17 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cascade.shared.contracts.accounts import accounts_event_types
 from cascade.shared.contracts.corebanking import corebanking_event_types
 from cascade.shared.messaging.registry import EventRegistry, EventType
 
-__all__ = ["corebanking_event_types", "default_registry", "event_type_families"]
+__all__ = [
+    "accounts_event_types",
+    "corebanking_event_types",
+    "default_registry",
+    "event_type_families",
+]
 
 
 def event_type_families() -> list[Callable[[], list[EventType]]]:
     """Return the functions listing each family of event types, one per producer."""
-    # Later issues append their families here (e.g. the `cascade.accounts.*.v1` types).
+    # Later issues append their families here (cases, notifications, legal).
     return [
         corebanking_event_types,
+        accounts_event_types,
     ]
 
 

@@ -71,6 +71,18 @@ _CORE = (
         partitions=12,
         retention_ms=30 * DAY_MS,
         description="Delinquency of accounts: days past due, buckets, payments, cures.",
+        event_types=(
+            "cascade.accounts.delinquency-started.v1",
+            "cascade.accounts.delinquency-updated.v1",
+            "cascade.accounts.bucket-changed.v1",
+            "cascade.accounts.account-cured.v1",
+            "cascade.accounts.payment-applied.v1",
+            "cascade.accounts.payment-reversed.v1",
+            "cascade.accounts.contact-changed.v1",
+            "cascade.accounts.pause-started.v1",
+            "cascade.accounts.pause-ended.v1",
+            "cascade.accounts.account-closed.v1",
+        ),
         consumers=("cases",),
     ),
     TopicSpec(
