@@ -44,7 +44,7 @@ def decode_batch(
         envelope = None
         try:
             envelope = decode(record.value)
-            events.append(registry.validate(envelope, key=record.key))
+            events.append(registry.validate(envelope, key=record.key, record=record))
         except DecodeError as error:
             bad.append(
                 DeadLetter(

@@ -12,6 +12,7 @@ import builtins
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -37,6 +38,8 @@ class DecodedEvent:
 
     envelope: Envelope
     payload: BaseModel
+    # The Kafka record it came from (a ConsumerRecord), for provenance; None if built in code.
+    record: Any = None
 
 
 class EventRegistry:
@@ -73,7 +76,9 @@ class EventRegistry:
             raise DecodeError("unsupported_version", "the event type's major version is unknown")
         raise DecodeError("unknown_type", "the event type is not registered")
 
-    def validate(self, envelope: Envelope, key: bytes | None = None) -> DecodedEvent:
+    def validate(
+        self, envelope: Envelope, key: bytes | None = None, record: Any = None
+    ) -> DecodedEvent:
         """Returns the event with its typed payload; raises DecodeError when it is bad."""
         event_type = self.get(envelope.type)
         try:
@@ -85,4 +90,4 @@ class EventRegistry:
         field = event_type.subject_field
         if field is not None and str(getattr(payload, field, None)) != envelope.subject:
             raise DecodeError("identity_mismatch", f"the subject and data.{field} disagree")
-        return DecodedEvent(envelope, payload)
+        return DecodedEvent(envelope, payload, record)
