@@ -38,11 +38,15 @@ from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.offsets import commit_offsets, record_lag
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
+from cascade.shared.messaging.rejections import Rejection, dead_letter_of
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_consumer, verify_producer
 
 log = get_logger(__name__)
 
-BatchHandler = Callable[[AsyncSession, Sequence[DecodedEvent]], Awaitable[None]]
+# A handler applies the batch's new events; it returns those it refuses on business rules.
+BatchHandler = Callable[
+    [AsyncSession, Sequence[DecodedEvent]], Awaitable[Sequence[Rejection] | None]
+]
 
 
 @dataclass(frozen=True)
@@ -178,16 +182,23 @@ class EventConsumer:
             started = time.perf_counter()
             events, bad = self._decode(batch.records)
             await self._dead_letter(batch, bad, dead_letters)
-            await self._transaction(events)
+            refused = await self._transaction(events)
+            await self._dead_letter(batch, refused, dead_letters)
             self._metrics.handler_seconds.observe(time.perf_counter() - started)
 
-    async def _transaction(self, events: Sequence[DecodedEvent]) -> None:
+    async def _transaction(self, events: Sequence[DecodedEvent]) -> list[DeadLetter]:
+        """Applies the events in one transaction; returns dead letters for those refused."""
         async with self._sessions() as session, session.begin():
             fresh = await self._new_events(session, events) if self._config.dedup else events
-            await self._handler(session, fresh)
+            refused = list(await self._handler(session, fresh) or ())
+            if refused:
+                # Not recorded as processed: a replay of a refused event must be applied.
+                ids = [r.event.envelope.id for r in refused]
+                await inbox.forget(session, self._inbox, self._config.group_id, ids)
             crash_point("in_handler_before_db_commit")
         for event_type, count in Counter(event.envelope.type for event in fresh).items():
             self._metrics.consumed.labels(event_type).inc(count)
+        return [dead_letter_of(rejection) for rejection in refused]
 
     async def _new_events(
         self, session: AsyncSession, events: Sequence[DecodedEvent]
@@ -255,7 +266,8 @@ class EventConsumer:
         for attempt in range(1, self._config.max_attempts + 1):
             try:
                 async with asyncio.timeout(self._config.batch_timeout_s) as deadline, self._lock:
-                    await self._transaction([event])
+                    refused = await self._transaction([event])
+                    await self._dead_letter(batch, refused, dead_letters)
                 return True
             except Exception as error:
                 timed_out = isinstance(error, TimeoutError) and deadline.expired()

@@ -27,3 +27,16 @@ async def claim_new(
         {"group": consumer_group, "ids": list(event_ids)},
     )
     return {row[0] for row in result}
+
+
+async def forget(
+    session: AsyncSession, table: Table, consumer_group: str, event_ids: Sequence[str]
+) -> None:
+    """Removes `event_ids` from the group's inbox in the caller's transaction."""
+    await session.execute(
+        text(
+            f"DELETE FROM {table.name} WHERE consumer_group = :group "  # noqa: S608
+            "AND event_id = ANY(CAST(:ids AS text[]))"
+        ),
+        {"group": consumer_group, "ids": list(event_ids)},
+    )

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiokafka.structs import ConsumerRecord
+
+from cascade.shared.messaging.dead_letters import DeadLetter
 from cascade.shared.messaging.registry import DecodedEvent
 
 
@@ -33,3 +36,34 @@ class Rejection:
     # consumer finds the record in the batch it is applying.
     origin: Origin | None = None
     value: bytes | None = None
+
+
+def dead_letter_of(rejection: Rejection) -> DeadLetter:
+    """Returns the dead letter of a refused event, with the provenance of its record."""
+    event, origin = rejection.event, rejection.origin
+    record = event.record
+    if origin is not None or record is None:
+        origin = origin or Origin("", -1, -1, 0)
+        value = rejection.value or event.envelope.to_bytes()
+        record = ConsumerRecord(
+            topic=origin.topic,
+            partition=origin.partition,
+            offset=origin.offset,
+            timestamp=origin.timestamp,
+            timestamp_type=0,
+            key=event.envelope.key,
+            value=value,
+            checksum=None,
+            serialized_key_size=len(event.envelope.key),
+            serialized_value_size=len(value),
+            headers=(),
+        )
+    return DeadLetter(
+        record=record,
+        reason=rejection.reason,
+        error_class=f"{Rejection.__module__}.{Rejection.__qualname__}",
+        message=rejection.message,
+        attempts=1,
+        event_type=event.envelope.type,
+        event_id=event.envelope.id,
+    )
