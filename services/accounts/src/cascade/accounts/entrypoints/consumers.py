@@ -1,0 +1,53 @@
+"""The accounts service's consumer: core banking's events in, one handler per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from cascade.accounts.domain.model import Policy
+from cascade.accounts.service_layer.close import close_business_day
+from cascade.accounts.service_layer.ingest import apply_account_events, business_date_of
+from cascade.shared.contracts import corebanking as cb
+from cascade.shared.messaging.consumer import BatchHandler, ConsumerConfig
+from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
+from cascade.shared.messaging.rejections import Rejection
+from cascade.shared.messaging.topology import consumed_by, dead_letter_topic
+
+GROUP_ID = "accounts"
+
+
+def consumer_config(max_records: int = 500) -> ConsumerConfig:
+    """Returns how the accounts consumer reads its topics."""
+    return ConsumerConfig(
+        group_id=GROUP_ID,
+        topics=consumed_by("accounts"),
+        dead_letter_topic=dead_letter_topic("accounts"),
+        max_records=max_records,
+    )
+
+
+def corebanking_registry() -> EventRegistry:
+    """Returns the types accounts reads: core banking's contract, nothing else."""
+    return EventRegistry(cb.corebanking_event_types())
+
+
+def batch_handler(policies: Mapping[str, Policy], default: Policy) -> BatchHandler:
+    """Returns the handler of a fetched batch: account events first, then closes in order."""
+
+    async def handle(session: AsyncSession, events: Sequence[DecodedEvent]) -> list[Rejection]:
+        # Account events before the closes of the same batch: an event that a close should
+        # count is then counted, rather than corrected just after it.
+        account_events = [e for e in events if e.envelope.type != cb.BUSINESS_DAY_CLOSED]
+        closes = sorted(
+            (e for e in events if e.envelope.type == cb.BUSINESS_DAY_CLOSED), key=business_date_of
+        )
+        refused = []
+        if account_events:
+            refused = await apply_account_events(session, account_events, policies)
+        for close in closes:
+            await close_business_day(session, close, policies, default)
+        return refused
+
+    return handle
