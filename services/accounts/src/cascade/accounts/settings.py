@@ -46,6 +46,8 @@ class AccountsSettings(ServiceSettings):
     buckets: dict[ProductName, list[RangeSetting]] = Field(default_factory=dict)
     tolerances: list[ToleranceSetting] = Field(default_factory=list)
     consumer_max_records: int = Field(default=500, ge=1, le=10_000)
+    # Replicas share the work through one consumer group; tests give each run its own.
+    consumer_group: str = Field(default="accounts", min_length=1)
 
     @model_validator(mode="after")
     def _buckets_are_usable(self) -> AccountsSettings:

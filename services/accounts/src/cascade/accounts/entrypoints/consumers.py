@@ -18,10 +18,10 @@ from cascade.shared.messaging.topology import consumed_by, dead_letter_topic
 GROUP_ID = "accounts"
 
 
-def consumer_config(max_records: int = 500) -> ConsumerConfig:
+def consumer_config(max_records: int = 500, group_id: str = GROUP_ID) -> ConsumerConfig:
     """Returns how the accounts consumer reads its topics."""
     return ConsumerConfig(
-        group_id=GROUP_ID,
+        group_id=group_id,
         topics=consumed_by("accounts"),
         dead_letter_topic=dead_letter_topic("accounts"),
         max_records=max_records,
