@@ -156,7 +156,5 @@ async def test_scenarios_flow_from_core_banking_to_delinquency_events(
     assert {h["dlt-reason"] for _, h in dead} == {b"currency_mismatch", b"identity_conflict"}
     assert len(dead) == 2
     assert types.count("cascade.accounts.delinquency-started.v1") == 5
-    assert (
-        "cascade.accounts.account-cured.v1" in types
-        and "cascade.accounts.account-closed.v1" in types
-    )
+    assert "cascade.accounts.account-cured.v1" in types
+    assert "cascade.accounts.account-closed.v1" in types
