@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cascade.accounts.entrypoints.consumers import batch_handler
+from cascade.accounts.service_layer.pause_actions import pause_account
 from cascade.shared.messaging.envelope import Envelope
 from cascade.shared.testing.corebanking import CoreBanking, business_day_closed, decoded
 
@@ -86,4 +87,95 @@ async def test_three_days_late_then_paid_in_full_is_delinquent_then_cured(
         "cascade.accounts.payment-applied.v1",
         "cascade.accounts.account-cured.v1",
         "cascade.accounts.bucket-changed.v1",
+    ]
+
+
+async def test_a_repeated_or_older_business_date_is_ignored(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    bank = CoreBanking("ACC-2")
+    await _feed(sessions, [bank.opened(), bank.installment("INS-1", date(2026, 2, 5), 1000)])
+    await _feed(sessions, [business_day_closed(date(2026, 2, 7))])
+    written = len(await _events(sessions))
+    await _feed(sessions, [business_day_closed(date(2026, 2, 7))])
+    await _feed(sessions, [business_day_closed(date(2026, 2, 6))])
+
+    assert written == 3  # started, bucket changed, updated
+    assert len(await _events(sessions)) == written
+    assert (await _account(sessions, "ACC-2"))["days_past_due"] == 2
+
+
+async def test_a_future_dated_payment_counts_from_its_value_date(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    bank = CoreBanking("ACC-3")
+    await _feed(sessions, [bank.opened(), bank.installment("INS-1", date(2026, 2, 5), 1000)])
+    await _feed(sessions, [bank.payment("PAY-1", date(2026, 2, 8), 1000)])
+    await _feed(sessions, [business_day_closed(date(2026, 2, 7))])
+    before_value_date = await _account(sessions, "ACC-3")
+    await _feed(sessions, [business_day_closed(date(2026, 2, 8))])
+    after = await _account(sessions, "ACC-3")
+    types = [t for t, _ in await _events(sessions)]
+
+    assert (before_value_date["status"], before_value_date["days_past_due"]) == ("delinquent", 2)
+    assert (after["status"], after["arrears_minor"]) == ("current", 0)
+    assert types[-3:] == [
+        "cascade.accounts.payment-applied.v1",
+        "cascade.accounts.account-cured.v1",
+        "cascade.accounts.bucket-changed.v1",
+    ]
+
+
+async def test_events_before_the_opening_are_held_and_applied_when_it_opens(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    bank = CoreBanking("ACC-4")
+    await _feed(sessions, [business_day_closed(date(2026, 2, 10))])
+    refused = await _feed(
+        sessions,
+        [
+            bank.installment("INS-1", date(2026, 2, 5), 1000),
+            bank.payment("PAY-1", date(2026, 2, 6), 400),
+            bank.installment("INS-2", date(2026, 2, 9), 500, currency="USD"),
+        ],
+    )
+    async with sessions() as session:
+        held = await session.scalar(text("SELECT count(*) FROM held_event"))
+    refused_at_opening = await _feed(sessions, [bank.opened()])
+    opened = await _account(sessions, "ACC-4")
+
+    assert (refused, held) == ([], 3)
+    assert refused_at_opening == ["currency_mismatch"]  # checked once the currency is known
+    assert (opened["status"], opened["days_past_due"], opened["arrears_minor"]) == (
+        "delinquent",
+        5,
+        600,
+    )
+
+
+async def test_a_pause_with_an_end_date_is_announced_over_at_the_close_before_it_ends(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    bank = CoreBanking("ACC-5")
+    await _feed(sessions, [bank.opened(), bank.installment("INS-1", date(2026, 2, 5), 1000)])
+    await _feed(sessions, [business_day_closed(date(2026, 2, 6))])
+    async with sessions() as session, session.begin():
+        await pause_account(
+            session,
+            "ACC-5",
+            start_date=date(2026, 2, 7),
+            end_date=date(2026, 2, 10),
+            reason="dispute",
+            actor="supervisor-1",
+            policies=default_policies(),
+        )
+    for day in (7, 8, 9, 10):
+        await _feed(sessions, [business_day_closed(date(2026, 2, day))])
+    after = await _account(sessions, "ACC-5")
+    pause_events = [t for t, _ in await _events(sessions) if ".pause-" in t]
+
+    assert after["days_past_due"] == 2  # 5 days late, 3 of them paused (7th, 8th, 9th)
+    assert pause_events == [
+        "cascade.accounts.pause-started.v1",
+        "cascade.accounts.pause-ended.v1",
     ]
