@@ -67,13 +67,21 @@ def apps(issuer: LocalIssuer) -> list[FastAPI]:
     kit_app = create_service_app(
         ServiceSettings(service_name="sample", auth=auth), routers=[_sample_router()]
     )
-    return [
+    apps = [
         kit_app,
         create_accounts_app(AccountsSettings(auth=auth)),
         create_cases_app(CasesSettings(auth=auth)),
         create_notifications_app(NotificationsSettings(auth=auth)),
         create_legal_app(LegalSettings(auth=auth)),
     ]
+    for app in apps:
+        # No lifespan here, so no database: an admitted request that needs one gets a 503.
+        app.state.sessions = _no_database
+    return apps
+
+
+def _no_database() -> None:
+    raise ConnectionError("no database in the unit tests")
 
 
 Call = tuple[httpx.AsyncClient, str, str, frozenset[Role]]
@@ -200,7 +208,8 @@ async def test_valid_token_with_the_role_is_admitted(
 ) -> None:
     for client, method, path, roles in calls:
         response = await client.request(method, path, headers=_auth(issuer.token(*roles)))
-        assert response.status_code == 200, (method, path, response.text)
+        # Admitted: past authentication and the role check, whatever the route then answers.
+        assert response.status_code not in (401, 403), (method, path, response.text)
 
 
 async def test_kit_endpoints_need_no_token(apps: list[FastAPI]) -> None:

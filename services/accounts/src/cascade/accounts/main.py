@@ -29,9 +29,8 @@ def create_app(settings: AccountsSettings | None = None) -> FastAPI:
         orm.inbox,
         consumers.batch_handler(by_product, settings.policy("")),
     )
-    app = create_service_app(
-        settings, routers=[router], lifespans=[outbox_relay(orm.outbox), consumer]
-    )
+    lifespans = [outbox_relay(orm.outbox), *([consumer] if settings.consume_events else [])]
+    app = create_service_app(settings, routers=[router], lifespans=lifespans)
     app.state.policies = by_product
     return app
 

@@ -46,6 +46,8 @@ class AccountsSettings(ServiceSettings):
     buckets: dict[ProductName, list[RangeSetting]] = Field(default_factory=dict)
     tolerances: list[ToleranceSetting] = Field(default_factory=list)
     consumer_max_records: int = Field(default=500, ge=1, le=10_000)
+    # False for API-only replicas: they serve reads and pauses and leave the topics to others.
+    consume_events: bool = True
     # Replicas share the work through one consumer group; tests give each run its own.
     consumer_group: str = Field(default="accounts", min_length=1)
 

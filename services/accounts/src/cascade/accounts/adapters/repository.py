@@ -40,10 +40,13 @@ async def last_business_date(session: AsyncSession) -> date | None:
     return found if isinstance(found, date) else None
 
 
-async def load(session: AsyncSession, ids: Sequence[str]) -> dict[str, Account]:
-    """Returns the opened accounts among `ids`, locked for update, with all their facts."""
+async def load(
+    session: AsyncSession, ids: Sequence[str], *, for_update: bool = True
+) -> dict[str, Account]:
+    """Returns the opened accounts among `ids` with all their facts, locked unless reading."""
+    lock = " FOR UPDATE" if for_update else ""
     rows = await session.execute(
-        text("SELECT * FROM account WHERE account_id = ANY(:ids) ORDER BY account_id FOR UPDATE"),
+        text(f"SELECT * FROM account WHERE account_id = ANY(:ids) ORDER BY account_id{lock}"),  # noqa: S608
         {"ids": list(ids)},
     )
     accounts = {row.account_id: _account(row) for row in rows}
