@@ -35,6 +35,7 @@ def _settings(tmp_path: Path, database_url: str, bootstrap: str) -> AccountsSett
         auth=LocalIssuer.create(tmp_path / "keys").auth_settings,
         database=DatabaseSettings(url=SecretStr(database_url)),
         kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        consume_events=False,  # the core-banking topics are shared by the whole test session
     )
 
 
