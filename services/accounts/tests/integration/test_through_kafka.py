@@ -8,8 +8,11 @@ reason, and the events after them are still processed.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
@@ -17,6 +20,7 @@ from sqlalchemy import text
 
 from cascade.accounts.main import create_app
 from cascade.accounts.settings import AccountsSettings
+from cascade.shared.auth import Role
 from cascade.shared.contracts import default_registry
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging.envelope import Envelope, decode
@@ -75,12 +79,33 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return consumer.partitions_for_topic(topic) or set()
 
 
+async def _read(client: httpx.AsyncClient, issuer: LocalIssuer, account_id: str) -> Any:
+    token = issuer.token(Role.COLLECTOR)
+    response = await client.get(
+        f"/v1/accounts/{account_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _pause(
+    client: httpx.AsyncClient, issuer: LocalIssuer, account_id: str, *, start: date, end: date
+) -> None:
+    response = await client.post(
+        f"/v1/accounts/{account_id}/pauses",
+        json={"start_date": str(start), "end_date": str(end), "reason": "hardship"},
+        headers={"Authorization": f"Bearer {issuer.token(Role.SUPERVISOR)}"},
+    )
+    assert response.status_code == 201, response.text
+
+
 async def test_scenarios_flow_from_core_banking_to_delinquency_events(
     tmp_path: Path, accounts_database: str, kafka_bootstrap_servers: str
 ) -> None:
     prefix = unique_name("E2E") + "-"
+    issuer = LocalIssuer.create(tmp_path / "keys")
     settings = AccountsSettings(
-        auth=LocalIssuer.create(tmp_path / "keys").auth_settings,
+        auth=issuer.auth_settings,
         database=DatabaseSettings(url=SecretStr(accounts_database)),
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap_servers),
         consumer_group=(group := unique_name("accounts")),
@@ -97,12 +122,18 @@ async def test_scenarios_flow_from_core_banking_to_delinquency_events(
         (3, early.installment("INS-1", day(4), 10_000)),
     ]
     histories["conflict"] = [(10, conflict.payment("PAY-1", day(7), 999))]  # same id, new content
+    paused = CoreBanking(f"{prefix}paused")  # paused by a supervisor on day 10, for 10 days
+    histories["paused"] = [(0, paused.opened(day(0))), (0, paused.installment("I", day(5), 5_000))]
 
     async def scalar(sql: str) -> object:
         async with app.state.sessions() as session:
             return await session.scalar(text(sql)) or 0
 
-    async with app.router.lifespan_context(app):
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://svc") as client,
+    ):
 
         async def declared() -> bool:
             return {EVENTS, DAYS, OUT} <= set(await list_topics(kafka_bootstrap_servers))
@@ -118,20 +149,25 @@ async def test_scenarios_flow_from_core_banking_to_delinquency_events(
                 return await group_lag(kafka_bootstrap_servers, group, [EVENTS]) == 0
 
             await wait_until_async(applied, 60, f"the account events of day {n}")
+            if n == 10:
+                await _pause(client, issuer, f"{prefix}paused", start=day(10), end=day(20))
             await _produce(kafka_bootstrap_servers, DAYS, [business_day_closed(day(n))])
 
             async def closed(n: int = n) -> bool:
                 return await scalar("SELECT max(business_date) FROM business_day") == day(n)
 
             await wait_until_async(closed, 60, f"the close of day {n}")
-        async with app.state.sessions() as session:
-            rows = await session.execute(
-                text("SELECT account_id, status, days_past_due, arrears_minor FROM account")
+        states = {}
+        for name in histories:
+            if name != "conflict":
+                read = await _read(client, issuer, f"{prefix}{name}")
+                states[name] = (read["status"], read["days_past_due"], read["arrears_minor"])
+        history = (
+            await client.get(
+                f"/v1/accounts/{prefix}reversal/delinquency-history",
+                headers={"Authorization": f"Bearer {issuer.token(Role.COLLECTOR)}"},
             )
-            states = {
-                r.account_id.removeprefix(prefix): (r.status, r.days_past_due, r.arrears_minor)
-                for r in rows
-            }
+        ).json()
 
         async def relayed() -> bool:
             return (
@@ -152,9 +188,17 @@ async def test_scenarios_flow_from_core_banking_to_delinquency_events(
         "overpaid": ("delinquent", 20, 20_000),
         "closed": ("closed", 9, 80_000),
         "held": ("current", 0, 0),
+        "paused": ("delinquent", 25, 5_000),  # 35 days late, 10 of them paused
     }
+    # Paid on day 4, reversed on day 9: delinquent from the close of day 9, as if unpaid.
+    assert [(b["bucket"], b["entered_on"]) for b in history["buckets"]] == [
+        ("1-29", str(day(9))),
+        ("30-59", str(day(35))),
+    ]
     assert {h["dlt-reason"] for _, h in dead} == {b"currency_mismatch", b"identity_conflict"}
     assert len(dead) == 2
-    assert types.count("cascade.accounts.delinquency-started.v1") == 5
+    assert types.count("cascade.accounts.delinquency-started.v1") == 6
+    assert types.count("cascade.accounts.pause-started.v1") == 1
+    assert types.count("cascade.accounts.pause-ended.v1") == 1
     assert "cascade.accounts.account-cured.v1" in types
     assert "cascade.accounts.account-closed.v1" in types
