@@ -11,7 +11,9 @@ R12b: two relays on the same outbox at once: each owns a disjoint set of key slo
 0 order violations. Negative control, protection switched off: the per-key partitioning
 (`--skip-locked-claim`, a plain `FOR UPDATE SKIP LOCKED` claim); the figure that must
 fail: `order_violations` > 0. The race is made certain, not lucky: both relays are live
-before the rows commit, the batch size equals the number of keys so that every batch
+before the rows commit, all in one transaction, so that both claim from the same backlog
+at once (a transaction per step let a relay fast enough take each step alone, and the
+race depend on timing); the batch size equals the number of keys so that every batch
 holds one step of every key, and N = 2,000 gives ~200 batch pairs that race.
 """
 
@@ -240,7 +242,7 @@ async def _race_two_relays(
     if not flags:
         await _wait_slots_split(db)
     produced = await commit_operations(
-        db, topics[0], make_steps(RACE_EVENTS, RACE_KEYS), per_transaction=RACE_KEYS
+        db, topics[0], make_steps(RACE_EVENTS, RACE_KEYS), per_transaction=RACE_EVENTS
     )
     reader, group = consumer(workers, db, bootstrap, topics)
     reader.start()

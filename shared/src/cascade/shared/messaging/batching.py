@@ -24,11 +24,16 @@ async def publish_all(
     """Sends (topic, key, value) records and returns once the broker acknowledged every one."""
     by_partition: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
     partitions: dict[str, list[int]] = {}
+    # A batch holds many events per key, and murmur2 is pure Python: hash each key once.
+    partition_of: dict[tuple[str, bytes], int] = {}
     for topic, key, value in records:
-        if topic not in partitions:
-            partitions[topic] = sorted(await producer.partitions_for(topic))
-        known = partitions[topic]
-        by_partition[(topic, _partitioner(key, known, known))].append((key, value))
+        partition = partition_of.get((topic, key))
+        if partition is None:
+            if topic not in partitions:
+                partitions[topic] = sorted(await producer.partitions_for(topic))
+            known = partitions[topic]
+            partition = partition_of[(topic, key)] = _partitioner(key, known, known)
+        by_partition[(topic, partition)].append((key, value))
     deliveries: list[Any] = []
     for (topic, partition), items in by_partition.items():
         deliveries += await _send_in_batches(producer, topic, partition, items)

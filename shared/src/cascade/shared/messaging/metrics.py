@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+def count_by_type(counter: Counter, event_types: Iterable[str]) -> None:
+    """Adds a batch of events to a per-type counter: one label lookup per type, not per event."""
+    for event_type, count in collections.Counter(event_types).items():
+        counter.labels(event_type).inc(count)
 
 
 class BusMetrics:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,15 +19,27 @@ from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import BigInteger, Table, any_, bindparam, cast, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import (
+    BigInteger,
+    SmallInteger,
+    Table,
+    any_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.backoff import Backoff, wait_or_stop
 from cascade.shared.messaging.batching import publish_all
 from cascade.shared.messaging.faults import crash_point
-from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.metrics import BusMetrics, count_by_type
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_producer
 from cascade.shared.messaging.tables import KEY_SLOTS
 
@@ -44,6 +55,9 @@ _MAX_RELAYS = 64
 class RelaySettings:
     batch_size: int = 2000
     idle_poll_s: float = 0.05
+    # How often a relay recounts the live relays and takes or gives back key slots; a
+    # new relay gets its share within about this long.
+    rebalance_every_s: float = 1.0
     max_backoff_s: float = 5.0
     retention: timedelta = timedelta(days=7)
     housekeeping_every_s: float = 10.0
@@ -70,6 +84,11 @@ class OutboxRelay:
         self._metrics = metrics
         self._settings = settings or RelaySettings()
         self.owned_slots: set[int] = set()
+        self._mark = (
+            update(table)
+            .where(table.c.id == any_(cast(bindparam("ids"), ARRAY(BigInteger))))
+            .values(published_at=func.now())
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set, riding out broker and database outages."""
@@ -101,6 +120,10 @@ class OutboxRelay:
             # A dedicated connection: its session holds this relay's advisory locks,
             # which PostgreSQL releases by itself if the relay dies.
             async with self._engine.connect() as connection:
+                if self._settings.partition_by_key:
+                    # Slot locks, not row locks, keep relays apart: the claim and the mark
+                    # are single statements and need no BEGIN/COMMIT round trips.
+                    await connection.execution_options(isolation_level="AUTOCOMMIT")
                 try:
                     yield connection, producer
                 finally:
@@ -119,9 +142,11 @@ class OutboxRelay:
         backoff: Backoff,
     ) -> None:
         await self._join(connection)
+        rebalance_at = 0.0
         while not stop.is_set():
-            if self._settings.partition_by_key:
+            if self._settings.partition_by_key and time.monotonic() >= rebalance_at:
                 await self._rebalance(connection)
+                rebalance_at = time.monotonic() + self._settings.rebalance_every_s
             published = await self._publish_batch(connection, producer)
             backoff.reset()
             if published == 0:
@@ -158,38 +183,45 @@ class OutboxRelay:
         await connection.commit()
 
     async def _publish_batch(self, connection: AsyncConnection, producer: AIOKafkaProducer) -> int:
-        rows = (await connection.execute(self._claim_query())).all()
-        if self._settings.partition_by_key or not rows:
+        # One row of arrays rather than a row per event: asyncpg decodes arrays in C.
+        ids, topics, keys, payloads, types = (await connection.execute(self._claim_query())).one()
+        if self._settings.partition_by_key or not ids:
             # Slot locks make row locks unnecessary: end the read transaction at once.
             await connection.commit()
-        if not rows:
+        if not ids:
             return 0
         crash_point("relay_before_send")
-        await publish_all(producer, [(r.topic, r.message_key.encode(), r.payload) for r in rows])
+        # The stored bytes are published as they are: no decoding, no re-serialising.
+        await publish_all(producer, list(zip(topics, keys, payloads, strict=True)))
         crash_point("relay_after_kafka_ack_before_mark_sent")
-        await connection.execute(
-            update(self._table)
-            .where(self._table.c.id == any_(cast(bindparam("ids"), ARRAY(BigInteger))))
-            .values(published_at=func.now()),
-            {"ids": [row.id for row in rows]},
-        )
+        await connection.execute(self._mark, {"ids": ids})
         await connection.commit()
-        for event_type, count in Counter(row.event_type for row in rows).items():
-            self._metrics.published.labels(event_type).inc(count)
-        return len(rows)
+        count_by_type(self._metrics.published, types)
+        return len(ids)
 
     def _claim_query(self) -> Any:
         table = self._table
-        query = (
-            select(table.c.id, table.c.topic, table.c.message_key, table.c.payload)
-            .add_columns(table.c.event_type)
+        batch = (
+            select(
+                table.c.id,
+                table.c.topic,
+                # The Kafka key as bytes, converted by the database rather than per row here.
+                func.convert_to(table.c.message_key, "UTF8").label("key"),
+                table.c.payload,
+                table.c.event_type,
+            )
             .where(table.c.published_at.is_(None))
             .order_by(table.c.id)
             .limit(self._settings.batch_size)
         )
-        if not self._settings.partition_by_key:
-            return query.with_for_update(skip_locked=True)
-        return query.where(table.c.key_slot.in_(sorted(self.owned_slots) or [-1]))
+        if self._settings.partition_by_key:
+            # One array parameter, so one prepared statement whatever the slots are.
+            slots = cast(bindparam("slots", sorted(self.owned_slots)), ARRAY(SmallInteger))
+            batch = batch.where(table.c.key_slot == any_(slots))
+        else:
+            batch = batch.with_for_update(skip_locked=True)
+        rows = batch.subquery()
+        return select(*(func.array_agg(aggregate_order_by(c, rows.c.id)) for c in rows.c))
 
     async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
         """Prunes and measures the outbox on its own connection, so that the backlog
