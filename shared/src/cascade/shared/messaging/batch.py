@@ -41,23 +41,27 @@ def decode_batch(
     """Returns the batch's good events and a dead letter for each bad record."""
     events, bad = [], []
     for record in records:
-        envelope = None
         try:
-            envelope = decode(record.value)
-            events.append(registry.validate(envelope, key=record.key, record=record))
+            events.append(registry.decode(record.value, key=record.key, record=record))
         except DecodeError as error:
-            bad.append(
-                DeadLetter(
-                    record=record,
-                    reason=error.reason,
-                    error_class=fqcn(error),
-                    message=str(error),
-                    attempts=1,
-                    event_type=envelope.type if envelope else "",
-                    event_id=envelope.id if envelope else "",
-                )
-            )
+            bad.append(_dead_letter(record, error))
     return events, bad
+
+
+def _dead_letter(record: Record, error: DecodeError) -> DeadLetter:
+    try:
+        envelope = decode(record.value)  # decoded again: bad records are rare
+    except DecodeError:
+        envelope = None
+    return DeadLetter(
+        record=record,
+        reason=error.reason,
+        error_class=fqcn(error),
+        message=str(error),
+        attempts=1,
+        event_type=envelope.type if envelope else "",
+        event_id=envelope.id if envelope else "",
+    )
 
 
 def first_occurrences(events: Sequence[DecodedEvent]) -> list[DecodedEvent]:
