@@ -35,7 +35,7 @@ from cascade.shared.messaging.batch import (
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
 from cascade.shared.messaging.errors import is_transient
 from cascade.shared.messaging.faults import crash_point
-from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.metrics import BusMetrics, count_by_type
 from cascade.shared.messaging.offsets import commit_offsets, record_lag
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
 from cascade.shared.messaging.rejections import Rejection, dead_letter_of
@@ -196,17 +196,18 @@ class EventConsumer:
                 ids = [r.event.envelope.id for r in refused]
                 await inbox.forget(session, self._inbox, self._config.group_id, ids)
             crash_point("in_handler_before_db_commit")
-        for event_type, count in Counter(event.envelope.type for event in fresh).items():
-            self._metrics.consumed.labels(event_type).inc(count)
+        count_by_type(self._metrics.consumed, [event.envelope.type for event in fresh])
         return [dead_letter_of(rejection) for rejection in refused]
 
     async def _new_events(
         self, session: AsyncSession, events: Sequence[DecodedEvent]
-    ) -> list[DecodedEvent]:
+    ) -> Sequence[DecodedEvent]:
         """Records the batch in the inbox; returns the events not applied before, once each."""
         unique = first_occurrences(events)
         ids = [event.envelope.id for event in unique]
         new_ids = await inbox.claim_new(session, self._inbox, self._config.group_id, ids)
+        if len(new_ids) == len(events):
+            return events  # the usual case: nothing seen before, nothing to count
         fresh = [event for event in unique if event.envelope.id in new_ids]
         # Counted before the handler runs, so a test process killed later still shows it.
         skipped = Counter(e.envelope.type for e in events)

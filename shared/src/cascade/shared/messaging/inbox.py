@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
-from sqlalchemy import Table, text
+from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
@@ -18,15 +19,11 @@ async def claim_new(
     """
     if not event_ids:
         return set()
-    result = await session.execute(
-        text(
-            f"INSERT INTO {table.name} (consumer_group, event_id) "
-            "SELECT :group, unnest(CAST(:ids AS text[])) "
-            "ON CONFLICT DO NOTHING RETURNING event_id"
-        ),
+    new_ids = await session.scalar(
+        _claim(table.name),
         {"group": consumer_group, "ids": list(event_ids)},
     )
-    return {row[0] for row in result}
+    return set(new_ids or ())
 
 
 async def forget(
@@ -39,4 +36,14 @@ async def forget(
             "AND event_id = ANY(CAST(:ids AS text[]))"
         ),
         {"group": consumer_group, "ids": list(event_ids)},
+    )
+
+
+@cache
+def _claim(table_name: str) -> TextClause:
+    # The new ids come back as one array (decoded by asyncpg in C), not as a row each.
+    return text(
+        f"WITH new AS (INSERT INTO {table_name} (consumer_group, event_id) "  # noqa: S608
+        "SELECT :group, unnest(CAST(:ids AS text[])) "
+        "ON CONFLICT DO NOTHING RETURNING event_id) SELECT array_agg(event_id) FROM new"
     )

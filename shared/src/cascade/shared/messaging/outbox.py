@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
-from sqlalchemy import Table, text
+from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cascade.shared.messaging.envelope import Envelope
@@ -25,16 +26,8 @@ async def add_to_outbox(
         if len(payload) > MAX_EVENT_BYTES:
             # Refused here, loudly, rather than failing at the broker after the commit.
             raise ValueError(f"an event of {len(payload)} bytes exceeds {MAX_EVENT_BYTES}")
-    # One statement with one array per column, however many events: the cheapest way to
-    # write a batch through asyncpg.
     await session.execute(
-        text(
-            f"INSERT INTO {table.name} "  # noqa: S608 - our own table name
-            "(event_id, event_type, topic, message_key, key_slot, payload) "
-            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
-            "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
-            "CAST(:payloads AS bytea[]))"
-        ),
+        _insert(table.name),
         {
             "ids": [envelope.id for _, envelope in events],
             "types": [envelope.type for _, envelope in events],
@@ -43,4 +36,17 @@ async def add_to_outbox(
             "slots": [key_slot(envelope.subject) for _, envelope in events],
             "payloads": payloads,
         },
+    )
+
+
+@cache
+def _insert(table_name: str) -> TextClause:
+    # One statement with one array per column, however many events: the cheapest way to
+    # write a batch through asyncpg. Built once per table, not per business transaction.
+    return text(
+        f"INSERT INTO {table_name} "  # noqa: S608 - our own table name
+        "(event_id, event_type, topic, message_key, key_slot, payload) "
+        "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
+        "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
+        "CAST(:payloads AS bytea[]))"
     )

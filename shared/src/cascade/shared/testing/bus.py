@@ -88,6 +88,13 @@ def make_steps(count: int, accounts: int, *, start: int = 0) -> list[Envelope]:
     return events
 
 
+_INSERT_EFFECTS = text(
+    "INSERT INTO bus_effect (source_event_id, message_key, seq, worker) "
+    "SELECT *, CAST(:worker AS text) FROM unnest(CAST(:ids AS text[]), "
+    "CAST(:keys AS text[]), CAST(:seqs AS integer[]))"
+)
+
+
 async def record_effects(
     session: AsyncSession, events: Sequence[DecodedEvent], worker: str
 ) -> None:
@@ -95,11 +102,7 @@ async def record_effects(
     if not events:
         return
     await session.execute(
-        text(
-            "INSERT INTO bus_effect (source_event_id, message_key, seq, worker) "
-            "SELECT *, CAST(:worker AS text) FROM unnest(CAST(:ids AS text[]), "
-            "CAST(:keys AS text[]), CAST(:seqs AS integer[]))"
-        ),
+        _INSERT_EFFECTS,
         {
             "ids": [event.envelope.id for event in events],
             "keys": [event.envelope.subject for event in events],
