@@ -80,7 +80,10 @@ async def _outcome(sessions: async_sessionmaker[AsyncSession], prefix: str) -> d
     """Returns each scenario's final state and emitted events, without ids and times."""
     async with sessions() as session:
         states = await session.execute(
-            text(f"SELECT account_id, {_STATE} FROM account WHERE account_id LIKE :p"),  # noqa: S608
+            text(
+                f"SELECT account_id, {_STATE} FROM account JOIN account_contact "  # noqa: S608
+                "USING (account_id) WHERE account_id LIKE :p"
+            ),
             {"p": f"{prefix}%"},
         )
         rows = await session.execute(

@@ -19,24 +19,20 @@ from cascade.accounts.domain.model import Policy
 from cascade.shared.contracts import accounts as contract
 
 _AGE = """
-WITH candidates AS (
-    SELECT account_id FROM account
-    WHERE status <> 'closed' AND unpaid_since IS NOT NULL AND unpaid_since < :D
+WITH candidates AS MATERIALIZED (
+    -- One pass over the two partial indexes (a BitmapOr), carrying what the close needs,
+    -- so that no later join goes back to the whole account table.
+    SELECT account_id, product, currency, status, bucket, unpaid_since, counted_paid_minor
+    FROM account
+    WHERE ((status <> 'closed' AND unpaid_since IS NOT NULL AND unpaid_since < :D)
+           OR status = 'delinquent')
       AND (as_of_date IS NULL OR as_of_date < :D)
-    UNION
-    SELECT account_id FROM account
-    WHERE status = 'delinquent' AND (as_of_date IS NULL OR as_of_date < :D)
-),
-due AS (
-    SELECT i.account_id, sum(i.amount_minor) AS due_before
-    FROM installment i JOIN candidates USING (account_id)
-    WHERE i.due_date < :D GROUP BY i.account_id
 ),
 paused AS (
     SELECT p.account_id, sum(greatest(0,
-        least(coalesce(p.end_date, :D + 1), :D + 1) - greatest(p.start_date, a.unpaid_since + 1)
+        least(coalesce(p.end_date, :D + 1), :D + 1) - greatest(p.start_date, c.unpaid_since + 1)
     )) AS days
-    FROM delinquency_pause p JOIN candidates USING (account_id) JOIN account a USING (account_id)
+    FROM delinquency_pause p JOIN candidates c USING (account_id)
     GROUP BY p.account_id
 ),
 tolerance AS (
@@ -49,17 +45,23 @@ ranges AS (
         AS r(product, label, min_days, max_days)
 ),
 figures AS (
-    SELECT a.account_id, a.status AS old_status, a.bucket AS old_bucket, a.unpaid_since,
-           greatest(0, coalesce(d.due_before, 0) - a.counted_paid_minor) AS arrears,
+    SELECT c.account_id, c.status AS old_status, c.bucket AS old_bucket, c.unpaid_since,
+           greatest(0, coalesce(d.due_before, 0) - c.counted_paid_minor) AS arrears,
            coalesce(t.minor, 0) AS tolerance, coalesce(p.days, 0) AS paused_days,
-           CASE WHEN a.product = ANY(CAST(:range_products AS text[])) THEN a.product
+           CASE WHEN c.product = ANY(CAST(:range_products AS text[])) THEN c.product
                 ELSE '' END AS ranges_of
-    FROM account a JOIN candidates USING (account_id)
-    LEFT JOIN due d USING (account_id)
+    FROM candidates c
+    -- Per candidate, through the (account_id, due_date, amount_minor) index.
+    LEFT JOIN LATERAL (
+        SELECT sum(i.amount_minor) AS due_before FROM installment i
+        WHERE i.account_id = c.account_id AND i.due_date < :D
+    ) d ON true
     LEFT JOIN paused p USING (account_id)
-    LEFT JOIN tolerance t ON t.product = a.product AND t.currency = a.currency
+    LEFT JOIN tolerance t ON t.product = c.product AND t.currency = c.currency
 ),
-assessed AS (
+-- Materialized so that the ranges are joined after the per-account work: inlined, the
+-- planner joined every candidate to every range first and did that work once per range.
+assessed AS MATERIALIZED (
     SELECT f.*, CASE WHEN f.arrears > f.tolerance
                      THEN greatest(0, (:D - f.unpaid_since) - f.paused_days) ELSE 0 END AS dpd
     FROM figures f
@@ -76,60 +78,74 @@ updated AS (
            bucket = c.bucket, arrears_minor = c.arrears, oldest_unpaid_due_date = c.oldest,
            within_tolerance = (c.arrears > 0 AND c.arrears <= c.tolerance), updated_at = now()
     FROM classified c WHERE a.account_id = c.account_id
-    RETURNING a.account_id, a.key_slot, a.product, a.currency, a.customer, c.old_status,
-              c.old_bucket, c.status, c.bucket, c.dpd, c.arrears, c.oldest,
-              c.arrears > 0 AND c.arrears <= c.tolerance AS within_tolerance
+    RETURNING a.account_id, a.key_slot, c.old_status, c.old_bucket, c.status, c.bucket,
+              c.arrears, c.arrears > 0 AND c.arrears <= c.tolerance AS within_tolerance,
+              {fields} AS fields, {delinquency} AS delinquency
 )
 INSERT INTO aged SELECT * FROM updated
-""".replace(":D", "CAST(:d AS date)")
+"""
 
-_FIELDS = """json_build_object(
-    'account_id', account_id, 'customer_id', customer->>'customer_id', 'product', product,
-    'currency', currency, 'jurisdiction', customer->>'jurisdiction',
-    'timezone', customer->>'timezone', 'language', customer->>'preferred_language',
-    'delinquency', json_strip_nulls(json_build_object(
-        'business_date', p.d, 'status', status, 'days_past_due', dpd,
-        'bucket', bucket, 'arrears_minor', arrears, 'oldest_unpaid_due_date', oldest)),
-    'trigger', 'business_day_closed'
-)"""
+# The payload is built as text: three times cheaper than json_build_object at 100,000 rows.
+# Free text goes through to_json() for escaping; the rest are codes the contract validated.
+_FIELDS = """'"account_id":' || to_json(a.account_id)::text
+    || ',"customer_id":' || to_json(a.customer_id)::text
+    || ',"product":"' || a.product || '","currency":"' || a.currency
+    || '","jurisdiction":"' || a.jurisdiction || '","timezone":' || to_json(a.timezone)::text
+    || ',"language":"' || a.language || '"'"""
+
+_DELINQUENCY = """'{"business_date":"' || to_char(:D, 'YYYY-MM-DD')
+    || '","status":"' || c.status || '","days_past_due":' || c.dpd
+    || ',"bucket":' || to_json(c.bucket)::text || ',"arrears_minor":' || c.arrears
+    || coalesce(',"oldest_unpaid_due_date":"' || to_char(c.oldest, 'YYYY-MM-DD') || '"', '')
+    || '}'"""
+
+_AGE = (
+    _AGE.replace("{fields}", _FIELDS)
+    .replace("{delinquency}", _DELINQUENCY)
+    .replace(":D", "CAST(:d AS date)")
+)
 
 _OUTBOX = """
 INSERT INTO outbox_message (event_id, event_type, topic, message_key, key_slot, payload)
-SELECT ids.event_id, p.type, p.topic, account_id, key_slot,
-       convert_to(json_build_object(
-           'specversion', '1.0', 'id', ids.event_id, 'source', p.source, 'type', p.type,
-           'subject', account_id, 'time', p.time, 'datacontenttype', 'application/json',
-           'correlationid', p.correlation, 'causationid', p.causation,
-           'data', CAST({fields} AS jsonb) || {more}
-       )::text, 'UTF8')
-FROM aged,
-     (SELECT CAST(:d AS date) AS d, CAST(:type AS text) AS type, CAST(:topic AS text) AS topic,
+SELECT ids.event_id, p.type, p.topic, aged.account_id, aged.key_slot, convert_to(
+    '{"specversion":"1.0","id":"' || ids.event_id || '","source":' || to_json(p.source)::text
+    || ',"type":"' || p.type || '","subject":' || to_json(aged.account_id)::text
+    || ',"time":"' || p.time || '","datacontenttype":"application/json","correlationid":'
+    || to_json(p.correlation)::text || ',"causationid":' || to_json(p.causation)::text
+    || ',"data":{' || aged.fields || ',"delinquency":' || aged.delinquency
+    || ',"trigger":"business_day_closed"' || {more} || '}}', 'UTF8')
+FROM aged {join},
+     (SELECT CAST(:type AS text) AS type, CAST(:topic AS text) AS topic,
              CAST(:source AS text) AS source, CAST(:time AS text) AS time,
              CAST(:correlation AS text) AS correlation, CAST(:causation AS text) AS causation) p,
-     LATERAL (SELECT CAST(md5(p.causation || ':' || p.type || ':' || account_id) AS uuid)::text
+     LATERAL (SELECT CAST(md5(p.causation || ':' || p.type || ':' || aged.account_id) AS uuid)::text
               AS event_id) ids
 WHERE {where}
 """
 
-# (type, which accounts, what the payload adds); in the order `domain.events.transitions` uses.
+# (type, which accounts, what the payload adds, a join it needs); in the order that
+# `domain.events.transitions` uses. Only delinquency-started reads the contact snapshot.
 _EVENTS = (
     (
         contract.DELINQUENCY_STARTED,
-        "old_status <> 'delinquent' AND status = 'delinquent'",
-        "jsonb_build_object('contact', customer)",
+        "aged.old_status <> 'delinquent' AND aged.status = 'delinquent'",
+        "',\"contact\":' || contact.customer::text",
+        "JOIN account_contact contact USING (account_id)",
     ),
     (
         contract.ACCOUNT_CURED,
-        "old_status = 'delinquent' AND status <> 'delinquent'",
-        "jsonb_build_object('reason', CASE WHEN arrears = 0 THEN 'paid' WHEN within_tolerance "
-        "THEN 'within_tolerance' ELSE 'paused' END)",
+        "aged.old_status = 'delinquent' AND aged.status <> 'delinquent'",
+        "',\"reason\":\"' || CASE WHEN aged.arrears = 0 THEN 'paid' WHEN aged.within_tolerance "
+        "THEN 'within_tolerance' ELSE 'paused' END || '\"'",
+        "",
     ),
     (
         contract.BUCKET_CHANGED,
-        "old_bucket <> bucket",
-        "jsonb_build_object('from_bucket', old_bucket)",
+        "aged.old_bucket <> aged.bucket",
+        "',\"from_bucket\":' || to_json(aged.old_bucket)::text",
+        "",
     ),
-    (contract.DELINQUENCY_UPDATED, "status = 'delinquent'", "'{}'::jsonb"),
+    (contract.DELINQUENCY_UPDATED, "aged.status = 'delinquent'", "''", ""),
 )
 
 
@@ -168,12 +184,13 @@ async def age_accounts(
     time: str,
 ) -> tuple[int, int]:
     """Ages every past-due account at the close of `business_date`; returns (aged, events)."""
+    # Dropped first: one transaction may close several dates (a backlog in one batch).
+    await session.execute(text("DROP TABLE IF EXISTS aged"))
     await session.execute(
         text(
-            "CREATE TEMP TABLE aged (account_id text, key_slot smallint, product text, "
-            "currency text, customer jsonb, old_status text, old_bucket text, status text, "
-            "bucket text, dpd int, arrears bigint, oldest date, within_tolerance boolean) "
-            "ON COMMIT DROP"
+            "CREATE TEMP TABLE aged (account_id text, key_slot smallint, old_status text, "
+            "old_bucket text, status text, bucket text, arrears bigint, "
+            "within_tolerance boolean, fields text, delinquency text) ON COMMIT DROP"
         )
     )
     custom = {p: policy for p, policy in policies.items() if policy.buckets != default.buckets}
@@ -181,11 +198,10 @@ async def age_accounts(
     await session.execute(text(_AGE), params)
     aged = int(await session.scalar(text("SELECT count(*) FROM aged")) or 0)
     written = 0
-    for type_name, where, more in _EVENTS:
+    for type_name, where, more, join in _EVENTS:
         result = await session.execute(
-            text(_OUTBOX.format(fields=_FIELDS, more=more, where=where)),
+            text(_OUTBOX.replace("{more}", more).replace("{where}", where).replace("{join}", join)),
             {
-                "d": business_date,
                 "type": type_name,
                 "topic": contract.TOPIC,
                 "source": contract.SOURCE,

@@ -44,9 +44,13 @@ async def load(
     session: AsyncSession, ids: Sequence[str], *, for_update: bool = True
 ) -> dict[str, Account]:
     """Returns the opened accounts among `ids` with all their facts, locked unless reading."""
-    lock = " FOR UPDATE" if for_update else ""
+    lock = " FOR UPDATE OF a" if for_update else ""
     rows = await session.execute(
-        text(f"SELECT * FROM account WHERE account_id = ANY(:ids) ORDER BY account_id{lock}"),  # noqa: S608
+        text(
+            "SELECT a.*, c.customer, c.contact_time, c.contact_event_id FROM account a "  # noqa: S608
+            "JOIN account_contact c USING (account_id) WHERE a.account_id = ANY(:ids) "
+            f"ORDER BY a.account_id{lock}"
+        ),
         {"ids": list(ids)},
     )
     accounts = {row.account_id: _account(row) for row in rows}
@@ -119,6 +123,7 @@ async def save(
     if not opened:
         return
     await _save_accounts(session, opened)
+    await _save_contacts(session, opened)
     await _save_facts(session, opened)
     await _save_bucket_history(session, opened, before)
 
@@ -135,9 +140,10 @@ async def _save_accounts(session: AsyncSession, accounts: list[Account]) -> None
             "opened_on": profile.opened_on,
             "opened_digest": profile.opened_digest,
             "key_slot": key_slot(account.account_id),
-            "customer": json.dumps(profile.customer, ensure_ascii=False),
-            "contact_time": profile.contact_as_of[0],
-            "contact_event_id": profile.contact_as_of[1],
+            "customer_id": profile.attribute("customer_id"),
+            "jurisdiction": profile.attribute("jurisdiction"),
+            "timezone": profile.attribute("timezone"),
+            "language": profile.attribute("preferred_language"),
             "status": state.status,
             "as_of_date": state.as_of,
             "days_past_due": state.days_past_due,
@@ -157,9 +163,9 @@ async def _save_accounts(session: AsyncSession, accounts: list[Account]) -> None
 
 _ACCOUNT_TYPES = {
     "account_id": "text", "product": "text", "currency": "text", "opened_on": "date",
-    "opened_digest": "text", "key_slot": "smallint", "customer": "jsonb",
-    "contact_time": "timestamptz",
-    "contact_event_id": "text", "status": "text", "as_of_date": "date",
+    "opened_digest": "text", "key_slot": "smallint", "customer_id": "text",
+    "jurisdiction": "text", "timezone": "text", "language": "text", "status": "text",
+    "as_of_date": "date",
     "days_past_due": "int", "bucket": "text", "arrears_minor": "bigint",
     "oldest_unpaid_due_date": "date", "within_tolerance": "boolean", "unpaid_since": "date",
     "counted_paid_minor": "bigint", "closed_on": "date", "closure_reason": "text",
@@ -168,10 +174,8 @@ _ACCOUNT_TYPES = {
 
 def _upsert_account_sql() -> str:
     names = list(_ACCOUNT_TYPES)
-    arrays = ", ".join(
-        f"CAST(:{n} AS {'text' if t == 'jsonb' else t}[])" for n, t in _ACCOUNT_TYPES.items()
-    )
-    select = ", ".join(f"{n}::jsonb" if _ACCOUNT_TYPES[n] == "jsonb" else n for n in names)
+    arrays = ", ".join(f"CAST(:{n} AS {t}[])" for n, t in _ACCOUNT_TYPES.items())
+    select = ", ".join(names)
     updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
     return (
         f"INSERT INTO account ({', '.join(names)}) "  # noqa: S608 - fixed column names
@@ -181,6 +185,27 @@ def _upsert_account_sql() -> str:
 
 
 _UPSERT_ACCOUNT = _upsert_account_sql()
+
+
+async def _save_contacts(session: AsyncSession, accounts: list[Account]) -> None:
+    profiles = [(a.account_id, a.profile) for a in accounts if a.profile is not None]
+    await session.execute(
+        text(
+            "INSERT INTO account_contact (account_id, customer, contact_time, contact_event_id) "
+            "SELECT a, CAST(c AS jsonb), t, e FROM unnest(CAST(:a AS text[]), CAST(:c AS text[]), "
+            "CAST(:t AS timestamptz[]), CAST(:e AS text[])) AS s(a, c, t, e) "
+            "ON CONFLICT (account_id) DO UPDATE SET customer = excluded.customer, "
+            "contact_time = excluded.contact_time, contact_event_id = excluded.contact_event_id "
+            # Only a newer snapshot is written: most batches leave the contact as it was.
+            "WHERE account_contact.contact_event_id <> excluded.contact_event_id"
+        ),
+        {
+            "a": [a for a, _ in profiles],
+            "c": [json.dumps(p.customer, ensure_ascii=False) for _, p in profiles if p],
+            "t": [p.contact_as_of[0] for _, p in profiles if p],
+            "e": [p.contact_as_of[1] for _, p in profiles if p],
+        },
+    )
 
 
 async def _save_facts(session: AsyncSession, accounts: list[Account]) -> None:

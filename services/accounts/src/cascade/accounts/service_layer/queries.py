@@ -163,7 +163,7 @@ async def accounts(
     business_date = case((a.status == CLOSED, a.as_of_date), else_=last_close)
     query = select(
         a.account_id,
-        a.customer["customer_id"].astext.label("customer_id"),
+        a.customer_id,
         *(a.product, a.currency, a.status, a.days_past_due, a.bucket, a.arrears_minor),
         a.oldest_unpaid_due_date,
         business_date.label("business_date"),

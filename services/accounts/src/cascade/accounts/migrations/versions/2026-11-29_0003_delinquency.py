@@ -1,5 +1,6 @@
-"""The accounts service's delinquency tables: accounts, their facts, pauses, bucket history,
-events held for accounts not opened yet, and the business days closed.
+"""The accounts service's delinquency tables: accounts and their contact snapshots, their
+facts, pauses, bucket history, events held for accounts not opened yet, and the business
+days closed.
 
 Revision ID: accounts_0003
 Revises: accounts_0002
@@ -28,9 +29,10 @@ def upgrade() -> None:
         sa.Column("opened_on", sa.Date(), nullable=False),
         sa.Column("opened_digest", sa.Text(), nullable=False),
         sa.Column("key_slot", sa.SmallInteger(), nullable=False),
-        sa.Column("customer", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("contact_time", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("contact_event_id", sa.Text(), nullable=False),
+        sa.Column("customer_id", sa.Text(), nullable=False),
+        sa.Column("jurisdiction", sa.Text(), nullable=False),
+        sa.Column("timezone", sa.Text(), nullable=False),
+        sa.Column("language", sa.Text(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("as_of_date", sa.Date(), nullable=True),
         sa.Column("days_past_due", sa.Integer(), nullable=False),
@@ -49,6 +51,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account")),
+        postgresql_with={"fillfactor": 85},
     )
     op.create_index(
         "ix_account_delinquent",
@@ -66,6 +69,14 @@ def upgrade() -> None:
         ["unpaid_since"],
         unique=False,
         postgresql_where=sa.text("status <> 'closed' AND unpaid_since IS NOT NULL"),
+    )
+    op.create_table(
+        "account_contact",
+        sa.Column("account_id", sa.Text(), nullable=False),
+        sa.Column("customer", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("contact_time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("contact_event_id", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", name=op.f("pk_account_contact")),
     )
     op.create_table(
         "bucket_history",
@@ -238,6 +249,7 @@ def downgrade() -> None:
     )
     op.drop_index("ix_bucket_history_account", table_name="bucket_history")
     op.drop_table("bucket_history")
+    op.drop_table("account_contact")
     op.drop_index(
         "ix_account_unpaid_since",
         table_name="account",
