@@ -64,4 +64,6 @@ def resume_pause(
 
 def _overlap(first: Pause, second: Pause) -> bool:
     first_end, second_end = first.end_date or date.max, second.end_date or date.max
+    if first.start_date >= first_end or second.start_date >= second_end:
+        return False  # a pause resumed on its start date covers no day, so overlaps nothing
     return first.start_date < second_end and second.start_date < first_end
