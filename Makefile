@@ -7,7 +7,7 @@ UV ?= $(or $(shell command -v uv 2>/dev/null),$(UV_HOME)/bin/uv)
 RUN := $(UV) run --frozen
 
 .DEFAULT_GOAL := help
-.PHONY: help sync kafka-jars lint fmt test test-unit up down demo token migrate bench-bus topics
+.PHONY: help sync kafka-jars lint fmt test test-unit up down demo token migrate bench-bus bench-aging topics
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -58,3 +58,6 @@ topics: ## Create every declared topic that is missing (KAFKA_BOOTSTRAP_SERVERS)
 
 bench-bus: kafka-jars ## Benchmark: raw aiokafka vs outbox → relay → consumer → inbox (BENCH_EVENTS)
 	$(RUN) python -m cascade.shared.benchmarks.bus
+
+bench-aging: kafka-jars ## Benchmark: a business-day close of 1M then 5M accounts (BENCH_ACCOUNTS, BENCH_DELINQUENT)
+	$(RUN) python -m cascade.accounts.benchmarks.aging

@@ -1,0 +1,1 @@
+"""Benchmarks of the accounts service (`make bench-aging`)."""
