@@ -49,11 +49,9 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True), nullable=True),
+        # The relay's claim: unpublished rows in publishing order (schema_v2).
         Index(
-            "ix_outbox_message_unpublished",
-            "key_slot",
-            "id",
-            postgresql_where=text("published_at IS NULL"),
+            "ix_outbox_message_unpublished_id", "id", postgresql_where=text("published_at IS NULL")
         ),
     )
 

@@ -1,0 +1,25 @@
+"""The accounts service's outbox claim index, in publishing order (event backbone).
+
+Revision ID: accounts_0004
+Revises: accounts_0003
+Create Date: 2026-11-29
+"""
+
+from collections.abc import Sequence
+
+from cascade.shared.messaging import schema_v2
+
+revision: str = "accounts_0004"
+down_revision: str | None = "accounts_0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Indexes the unpublished outbox rows by id."""
+    schema_v2.upgrade()
+
+
+def downgrade() -> None:
+    """Back to the (key_slot, id) index."""
+    schema_v2.downgrade()

@@ -1,0 +1,34 @@
+"""Migration operations for the outbox, version 2: the relay's index in publishing order.
+
+The relay claims the oldest unpublished rows of its key slots (`ORDER BY id`). Indexed by
+(key_slot, id), that order needs a sort of the whole backlog, so PostgreSQL walked the
+primary key instead, past every published row still kept for the retention period: each
+claim of a large backlog (a business-day close writes 100,000 events) got slower than the
+last. Indexed by id alone and only while unpublished, a claim reads its rows and stops.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+_UNPUBLISHED = sa.text("published_at IS NULL")
+
+
+def upgrade() -> None:
+    """Replaces the (key_slot, id) index of unpublished rows with an (id) one."""
+    op.create_index(
+        "ix_outbox_message_unpublished_id", "outbox_message", ["id"], postgresql_where=_UNPUBLISHED
+    )
+    op.drop_index("ix_outbox_message_unpublished", table_name="outbox_message")
+
+
+def downgrade() -> None:
+    """Puts the (key_slot, id) index back."""
+    op.create_index(
+        "ix_outbox_message_unpublished",
+        "outbox_message",
+        ["key_slot", "id"],
+        postgresql_where=_UNPUBLISHED,
+    )
+    op.drop_index("ix_outbox_message_unpublished_id", table_name="outbox_message")
