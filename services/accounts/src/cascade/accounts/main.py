@@ -24,7 +24,11 @@ def create_app(settings: AccountsSettings | None = None) -> FastAPI:
     settings = settings or AccountsSettings()
     by_product = policies(settings)
     consumer = event_consumer(
-        consumers.consumer_config(settings.consumer_max_records, settings.consumer_group),
+        consumers.consumer_config(
+            settings.consumer_max_records,
+            settings.consumer_group,
+            settings.consumer_batch_timeout_s,
+        ),
         consumers.corebanking_registry(),
         orm.inbox,
         consumers.batch_handler(by_product, settings.policy("")),

@@ -236,13 +236,15 @@ class OutboxRelay:
 
     async def _housekeeping(self, connection: AsyncConnection) -> None:
         table = self._table
-        # Oldest rows first along the primary key: no index on published_at to maintain on
-        # every mark. Rows are pruned once published longer ago than the retention period.
+        # No index on published_at to maintain on every mark: a row published before the
+        # cutoff was created before it too, and the BRIN index on created_at finds those.
+        cutoff = func.now() - self._settings.retention
         expired = (
             select(table.c.id)
             .where(
+                table.c.created_at < cutoff,
                 table.c.published_at.is_not(None),
-                table.c.published_at < func.now() - self._settings.retention,
+                table.c.published_at < cutoff,
             )
             .order_by(table.c.id)
             .limit(10_000)

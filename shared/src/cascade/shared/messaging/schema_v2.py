@@ -5,6 +5,11 @@ The relay claims the oldest unpublished rows of its key slots (`ORDER BY id`). I
 primary key instead, past every published row still kept for the retention period: each
 claim of a large backlog (a business-day close writes 100,000 events) got slower than the
 last. Indexed by id alone and only while unpublished, a claim reads its rows and stops.
+
+Pruning had the same walk: it looked for published rows past the retention period from the
+lowest id, through the whole table whenever fewer than a batch were due. A BRIN index on
+created_at (rows arrive in time order; tiny, and it never blocks HOT updates) lets it read
+only the block ranges old enough to hold such rows.
 """
 
 from __future__ import annotations
@@ -16,15 +21,22 @@ _UNPUBLISHED = sa.text("published_at IS NULL")
 
 
 def upgrade() -> None:
-    """Replaces the (key_slot, id) index of unpublished rows with an (id) one."""
+    """Indexes unpublished rows by id (instead of key_slot, id), and rows by creation time."""
     op.create_index(
         "ix_outbox_message_unpublished_id", "outbox_message", ["id"], postgresql_where=_UNPUBLISHED
     )
     op.drop_index("ix_outbox_message_unpublished", table_name="outbox_message")
+    op.create_index(
+        "ix_outbox_message_created_at",
+        "outbox_message",
+        ["created_at"],
+        postgresql_using="brin",
+    )
 
 
 def downgrade() -> None:
     """Puts the (key_slot, id) index back."""
+    op.drop_index("ix_outbox_message_created_at", table_name="outbox_message")
     op.create_index(
         "ix_outbox_message_unpublished",
         "outbox_message",

@@ -53,6 +53,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Index(
             "ix_outbox_message_unpublished_id", "id", postgresql_where=text("published_at IS NULL")
         ),
+        # Pruning reads only the block ranges old enough (schema_v2).
+        Index("ix_outbox_message_created_at", "created_at", postgresql_using="brin"),
     )
 
 

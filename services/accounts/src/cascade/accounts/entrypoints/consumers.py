@@ -18,10 +18,13 @@ from cascade.shared.messaging.topology import consumed_by, dead_letter_topic
 GROUP_ID = "accounts"
 
 
-def consumer_config(max_records: int = 500, group_id: str = GROUP_ID) -> ConsumerConfig:
+def consumer_config(
+    max_records: int = 500, group_id: str = GROUP_ID, batch_timeout_s: float = 240.0
+) -> ConsumerConfig:
     """Returns how the accounts consumer reads its topics."""
     return ConsumerConfig(
         group_id=group_id,
+        batch_timeout_s=batch_timeout_s,
         topics=consumed_by("accounts"),
         dead_letter_topic=dead_letter_topic("accounts"),
         max_records=max_records,
