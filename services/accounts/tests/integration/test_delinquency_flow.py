@@ -143,9 +143,20 @@ async def test_events_before_the_opening_are_held_and_applied_when_it_opens(
         held = await session.scalar(text("SELECT count(*) FROM held_event"))
     refused_at_opening = await _feed(sessions, [bank.opened()])
     opened = await _account(sessions, "ACC-4")
+    async with sessions() as session:
+        letters = (
+            await session.execute(
+                text("SELECT topic, headers FROM outbox_message WHERE headers IS NOT NULL")
+            )
+        ).all()
 
     assert (refused, held) == ([], 3)
-    assert refused_at_opening == ["currency_mismatch"]  # checked once the currency is known
+    # Checked once the currency is known, and dead-lettered in that same transaction: the
+    # record was committed long ago, so nothing else would bring it back.
+    assert refused_at_opening == []
+    assert [(topic, json.loads(headers)["dlt-reason"]) for topic, headers in letters] == [
+        ("accounts.dead-letters.v1", "currency_mismatch")
+    ]
     assert (opened["status"], opened["days_past_due"], opened["arrears_minor"]) == (
         "delinquent",
         5,

@@ -197,6 +197,10 @@ async def test_scenarios_flow_from_core_banking_to_delinquency_events(
     ]
     assert {h["dlt-reason"] for _, h in dead} == {b"currency_mismatch", b"identity_conflict"}
     assert len(dead) == 2
+    # The held event refused at opening keeps the provenance of the record it came in.
+    (held,) = [h for _, h in dead if h["dlt-reason"] == b"currency_mismatch"]
+    assert held["dlt-original-topic"] == EVENTS.encode()
+    assert int(held["dlt-original-offset"]) >= 0
     assert types.count("cascade.accounts.delinquency-started.v1") == 6
     assert types.count("cascade.accounts.pause-started.v1") == 1
     assert types.count("cascade.accounts.pause-ended.v1") == 1

@@ -31,7 +31,9 @@ def create_app(settings: AccountsSettings | None = None) -> FastAPI:
         ),
         consumers.corebanking_registry(),
         orm.inbox,
-        consumers.batch_handler(by_product, settings.policy("")),
+        consumers.batch_handler(
+            by_product, settings.policy(""), consumers.dead_letter_route(settings.consumer_group)
+        ),
     )
     lifespans = [outbox_relay(orm.outbox), *([consumer] if settings.consume_events else [])]
     app = create_service_app(settings, routers=[router], lifespans=lifespans)

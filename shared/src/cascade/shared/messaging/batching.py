@@ -18,22 +18,25 @@ from aiokafka.partitioner import DefaultPartitioner
 _partitioner = DefaultPartitioner()
 
 
+Headers = list[tuple[str, bytes]] | None
+
+
 async def publish_all(
-    producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes, bytes]]
+    producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes, bytes, Headers]]
 ) -> None:
-    """Sends (topic, key, value) records and returns once the broker acknowledged every one."""
-    by_partition: dict[tuple[str, int], list[tuple[bytes, bytes]]] = defaultdict(list)
+    """Sends (topic, key, value, headers) records; returns once the broker acked every one."""
+    by_partition: dict[tuple[str, int], list[tuple[bytes, bytes, Headers]]] = defaultdict(list)
     partitions: dict[str, list[int]] = {}
     # A batch holds many events per key, and murmur2 is pure Python: hash each key once.
     partition_of: dict[tuple[str, bytes], int] = {}
-    for topic, key, value in records:
+    for topic, key, value, headers in records:
         partition = partition_of.get((topic, key))
         if partition is None:
             if topic not in partitions:
                 partitions[topic] = sorted(await producer.partitions_for(topic))
             known = partitions[topic]
             partition = partition_of[(topic, key)] = _partitioner(key, known, known)
-        by_partition[(topic, partition)].append((key, value))
+        by_partition[(topic, partition)].append((key, value, headers))
     deliveries: list[Any] = []
     for (topic, partition), items in by_partition.items():
         deliveries += await _send_in_batches(producer, topic, partition, items)
@@ -41,16 +44,19 @@ async def publish_all(
 
 
 async def _send_in_batches(
-    producer: AIOKafkaProducer, topic: str, partition: int, items: list[tuple[bytes, bytes]]
+    producer: AIOKafkaProducer,
+    topic: str,
+    partition: int,
+    items: list[tuple[bytes, bytes, Headers]],
 ) -> list[Any]:
     deliveries = []
     batch = producer.create_batch()
-    for key, value in items:
-        if batch.append(key=key, value=value, timestamp=None) is None:
+    for key, value, headers in items:
+        if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
             # Full: send it (a partition's batches leave in order) and start another.
             deliveries.append(await producer.send_batch(batch, topic, partition=partition))
             batch = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 raise ValueError(f"a record for {topic} is larger than the producer's batch")
     if batch.record_count():
         deliveries.append(await producer.send_batch(batch, topic, partition=partition))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 
 from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cascade.shared.messaging.dead_letters import DeadLetter, dead_letter_headers
 from cascade.shared.messaging.envelope import Envelope
 from cascade.shared.messaging.tables import key_slot
 
@@ -49,4 +53,51 @@ def _insert(table_name: str) -> TextClause:
         "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
         "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
         "CAST(:payloads AS bytea[]))"
+    )
+
+
+@dataclass(frozen=True)
+class DeadLetterRoute:
+    """Where a service's dead letters go, and the provenance it stamps on them."""
+
+    topic: str
+    consumer_group: str
+    service_version: str
+
+
+async def add_dead_letters_to_outbox(
+    session: AsyncSession, table: Table, route: DeadLetterRoute, letters: Sequence[DeadLetter]
+) -> None:
+    """Adds dead letters (original key, value and provenance headers) in the caller's
+    transaction: a refusal and its dead letter then commit together or not at all."""
+    if not letters:
+        return
+    keys = [(letter.record.key or b"").decode("utf-8", "replace") for letter in letters]
+    headers = [
+        json.dumps(
+            {
+                k: v.decode()
+                for k, v in dead_letter_headers(letter, route.consumer_group, route.service_version)
+            }
+        )
+        for letter in letters
+    ]
+    await session.execute(
+        text(
+            f"INSERT INTO {table.name} "  # noqa: S608 - our own table name
+            "(event_id, event_type, topic, message_key, key_slot, payload, headers) "
+            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
+            "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
+            "CAST(:payloads AS bytea[]), CAST(:headers AS bytea[]))"
+        ),
+        {
+            # Not the event's id: that one may be dead-lettered again after a replay.
+            "ids": [f"dead-letter:{uuid.uuid4()}" for _ in letters],
+            "types": [letter.event_type or "unknown" for letter in letters],
+            "topics": [route.topic] * len(letters),
+            "keys": keys,
+            "slots": [key_slot(key) for key in keys],
+            "payloads": [letter.record.value or b"" for letter in letters],
+            "headers": [h.encode() for h in headers],
+        },
     )

@@ -10,6 +10,7 @@ parallel and out of order; it is kept only as the tests' negative control.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Callable
@@ -184,7 +185,9 @@ class OutboxRelay:
 
     async def _publish_batch(self, connection: AsyncConnection, producer: AIOKafkaProducer) -> int:
         # One row of arrays rather than a row per event: asyncpg decodes arrays in C.
-        ids, topics, keys, payloads, types = (await connection.execute(self._claim_query())).one()
+        ids, topics, keys, payloads, types, headers = (
+            await connection.execute(self._claim_query())
+        ).one()
         if self._settings.partition_by_key or not ids:
             # Slot locks make row locks unnecessary: end the read transaction at once.
             await connection.commit()
@@ -192,7 +195,8 @@ class OutboxRelay:
             return 0
         crash_point("relay_before_send")
         # The stored bytes are published as they are: no decoding, no re-serialising.
-        await publish_all(producer, list(zip(topics, keys, payloads, strict=True)))
+        records = list(zip(topics, keys, payloads, map(kafka_headers, headers), strict=True))
+        await publish_all(producer, records)
         crash_point("relay_after_kafka_ack_before_mark_sent")
         await connection.execute(self._mark, {"ids": ids})
         await connection.commit()
@@ -209,6 +213,7 @@ class OutboxRelay:
                 func.convert_to(table.c.message_key, "UTF8").label("key"),
                 table.c.payload,
                 table.c.event_type,
+                table.c.headers,
             )
             .where(table.c.published_at.is_(None))
             .order_by(table.c.id)
@@ -262,6 +267,13 @@ class OutboxRelay:
         self._metrics.outbox_backlog.set(backlog)
         age = 0.0 if oldest_created is None else time.time() - oldest_created.timestamp()
         self._metrics.outbox_oldest_age.set(max(age, 0.0))
+
+
+def kafka_headers(stored: bytes | None) -> list[tuple[str, bytes]] | None:
+    """Returns the Kafka headers of an outbox row (JSON {name: text}), or None."""
+    if stored is None:
+        return None
+    return [(name, value.encode()) for name, value in json.loads(stored).items()]
 
 
 async def _try_lock(connection: AsyncConnection, namespace: int, key: int) -> bool:

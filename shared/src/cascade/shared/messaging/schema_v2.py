@@ -10,6 +10,9 @@ Pruning had the same walk: it looked for published rows past the retention perio
 lowest id, through the whole table whenever fewer than a batch were due. A BRIN index on
 created_at (rows arrive in time order; tiny, and it never blocks HOT updates) lets it read
 only the block ranges old enough to hold such rows.
+
+Rows may carry Kafka headers (`headers`, JSON): a dead letter written in the transaction
+that refuses an event keeps its provenance headers and cannot be lost to a crash.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ _UNPUBLISHED = sa.text("published_at IS NULL")
 
 
 def upgrade() -> None:
-    """Indexes unpublished rows by id (instead of key_slot, id), and rows by creation time."""
+    """Indexes unpublished rows by id (instead of key_slot, id), and rows by creation time;
+    adds the optional headers column."""
+    op.add_column("outbox_message", sa.Column("headers", sa.LargeBinary(), nullable=True))
     op.create_index(
         "ix_outbox_message_unpublished_id", "outbox_message", ["id"], postgresql_where=_UNPUBLISHED
     )
@@ -35,7 +40,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Puts the (key_slot, id) index back."""
+    """Puts the (key_slot, id) index back; drops the headers column."""
+    op.drop_column("outbox_message", "headers")
     op.drop_index("ix_outbox_message_created_at", table_name="outbox_message")
     op.create_index(
         "ix_outbox_message_unpublished",

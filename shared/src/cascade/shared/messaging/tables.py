@@ -47,6 +47,9 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("message_key", Text, nullable=False),
         Column("key_slot", SmallInteger, nullable=False),
         Column("payload", LargeBinary, nullable=False),
+        # Kafka headers as JSON ({name: text}), for the rare row that needs them: a dead
+        # letter written in the transaction that refused its event (schema_v2).
+        Column("headers", LargeBinary, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True), nullable=True),
         # The relay's claim: unpublished rows in publishing order (schema_v2).

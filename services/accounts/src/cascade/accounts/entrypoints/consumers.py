@@ -11,11 +11,13 @@ from cascade.accounts.service_layer.close import close_business_day
 from cascade.accounts.service_layer.ingest import apply_account_events, business_date_of
 from cascade.shared.contracts import corebanking as cb
 from cascade.shared.messaging.consumer import BatchHandler, ConsumerConfig
+from cascade.shared.messaging.outbox import DeadLetterRoute
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
 from cascade.shared.messaging.rejections import Rejection
 from cascade.shared.messaging.topology import consumed_by, dead_letter_topic
 
 GROUP_ID = "accounts"
+SERVICE_VERSION = "0.1.0"  # as the app reports it (create_service_app's version)
 
 
 def consumer_config(
@@ -36,8 +38,16 @@ def corebanking_registry() -> EventRegistry:
     return EventRegistry(cb.corebanking_event_types())
 
 
-def batch_handler(policies: Mapping[str, Policy], default: Policy) -> BatchHandler:
+def dead_letter_route(group_id: str = GROUP_ID) -> DeadLetterRoute:
+    """Returns where the handler itself dead-letters (events refused long after reading)."""
+    return DeadLetterRoute(dead_letter_topic("accounts"), group_id, SERVICE_VERSION)
+
+
+def batch_handler(
+    policies: Mapping[str, Policy], default: Policy, route: DeadLetterRoute | None = None
+) -> BatchHandler:
     """Returns the handler of a fetched batch: account events first, then closes in order."""
+    dead_letters = route or dead_letter_route()
 
     async def handle(session: AsyncSession, events: Sequence[DecodedEvent]) -> list[Rejection]:
         # Account events before the closes of the same batch: an event that a close should
@@ -48,7 +58,7 @@ def batch_handler(policies: Mapping[str, Policy], default: Policy) -> BatchHandl
         )
         refused = []
         if account_events:
-            refused = await apply_account_events(session, account_events, policies)
+            refused = await apply_account_events(session, account_events, policies, dead_letters)
         for close in closes:
             await close_business_day(session, close, policies, default)
         return refused

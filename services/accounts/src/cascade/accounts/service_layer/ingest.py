@@ -24,17 +24,29 @@ from cascade.accounts.domain.model import Delinquency, Installment, Payment, Pol
 from cascade.accounts.service_layer.translators import to_envelopes
 from cascade.shared.contracts import corebanking as cb
 from cascade.shared.messaging.envelope import Envelope
-from cascade.shared.messaging.outbox import add_to_outbox
+from cascade.shared.messaging.outbox import (
+    DeadLetterRoute,
+    add_dead_letters_to_outbox,
+    add_to_outbox,
+)
 from cascade.shared.messaging.registry import DecodedEvent
-from cascade.shared.messaging.rejections import Rejection
+from cascade.shared.messaging.rejections import Rejection, dead_letter_of
 
 Policies = Mapping[str, Policy]
 
 
 async def apply_account_events(
-    session: AsyncSession, decoded: Sequence[DecodedEvent], policies: Policies
+    session: AsyncSession,
+    decoded: Sequence[DecodedEvent],
+    policies: Policies,
+    dead_letters: DeadLetterRoute,
 ) -> list[Rejection]:
-    """Applies account events; returns those refused by the contract's rules."""
+    """Applies account events; returns those of this batch refused by the contract's rules.
+
+    Held events refused when their account opens are dead-lettered here, through the
+    outbox: their records were committed long ago, so nothing would redeliver them if the
+    dead letter were lost after this transaction.
+    """
     await repository.lock_for_changes(session)
     as_of = await repository.last_business_date(session)
     by_account: dict[str, list[Incoming]] = defaultdict(list)
@@ -45,12 +57,13 @@ async def apply_account_events(
     for account_id, held_events in (await take_held(session, opening)).items():
         by_account[account_id].extend(held_events)
     rejections: list[Rejection] = []
+    refused_held: list[Rejection] = []
     before: dict[str, Delinquency] = {}
     changed: list[tuple[Account, Envelope]] = []
     for account_id, incoming in by_account.items():
         account = accounts.get(account_id) or repository.new_account(account_id, _any(policies))
         before[account_id] = account.state
-        applied, to_hold = _apply_all(account, incoming, policies, rejections)
+        applied, to_hold = _apply_all(account, incoming, policies, rejections, refused_held)
         await hold(session, to_hold)
         if applied and account.profile is not None:
             account.reassess(as_of, policies[account.profile.product], domain_events.CORRECTION)
@@ -62,6 +75,8 @@ async def apply_account_events(
         for pair in to_envelopes(account, account.pending_events, causation=cause)
     ]
     await add_to_outbox(session, orm.outbox, outgoing)
+    letters = [dead_letter_of(rejection) for rejection in refused_held]
+    await add_dead_letters_to_outbox(session, orm.outbox, dead_letters, letters)
     return rejections
 
 
@@ -74,7 +89,11 @@ def _any(policies: Policies) -> Policy:
 
 
 def _apply_all(
-    account: Account, incoming: list[Incoming], policies: Policies, rejections: list[Rejection]
+    account: Account,
+    incoming: list[Incoming],
+    policies: Policies,
+    rejections: list[Rejection],
+    refused_held: list[Rejection],
 ) -> tuple[list[DecodedEvent], list[DecodedEvent]]:
     """Applies the account's events, opening first; returns (applied, to hold)."""
     ordered = sorted(incoming, key=lambda i: i.event.envelope.type != cb.ACCOUNT_OPENED)
@@ -88,10 +107,13 @@ def _apply_all(
             if _apply(account, event, policies):
                 applied.append(event)
         except BadEvent as error:
-            template = item.held or Rejection(event, "", "")
-            rejections.append(
-                Rejection(event, error.reason, str(error), template.origin, template.value)
-            )
+            if item.held is None:
+                rejections.append(Rejection(event, error.reason, str(error)))
+            else:
+                held = item.held
+                refused_held.append(
+                    Rejection(event, error.reason, str(error), held.origin, held.value)
+                )
     return applied, to_hold
 
 
