@@ -256,7 +256,7 @@ async def test_a_closed_account_keeps_its_figures_as_at_closing(
     assert (body["closed_on"], body["closure_reason"]) == ("2026-02-12", "charged_off")
 
 
-@pytest.mark.parametrize("cursor", ["not*a*cursor", "A", "_w"])
+@pytest.mark.parametrize("cursor", ["not*a*cursor", "A", "_w", "AA"])  # "AA" decodes to NUL
 async def test_a_cursor_the_api_did_not_issue_is_400_with_what_to_do(api: Api, cursor: str) -> None:
     response = await api.get("/v1/accounts", cursor=cursor)
 
@@ -356,13 +356,30 @@ async def test_a_collector_cannot_pause_and_nothing_is_written(
     assert await _count(sessions, "outbox_message") == outbox_before
 
 
-@pytest.mark.parametrize("body", [{"start_date": "2026-02-10", "reason": "  "}, {"reason": "x"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"start_date": "2026-02-10", "reason": "  "},
+        {"reason": "x"},
+        {"start_date": "2026-02-10", "reason": "nul \u0000 inside"},
+    ],
+)
 async def test_a_pause_without_a_reason_or_start_is_not_valid(
     api: Api, body: dict[str, Any]
 ) -> None:
     response = await api.post("/v1/accounts/ACC-ANY/pauses", body)
 
     assert response.status_code == 422
+
+
+async def test_control_characters_in_ids_and_filters_are_refused_not_a_server_error(
+    api: Api,
+) -> None:
+    account = await api.get("/v1/accounts/ACC%00X")
+    bucket = await api.get("/v1/accounts", bucket="1-29\x00")
+    history = await api.get("/v1/accounts/%01/delinquency-history")
+
+    assert (account.status_code, bucket.status_code, history.status_code) == (422, 422, 422)
 
 
 async def test_every_route_needs_a_bearer_token(api: Api) -> None:

@@ -52,7 +52,7 @@ def test_a_repeated_fact_with_the_same_content_is_a_duplicate_that_changes_nothi
     account.add_payment(PAY, "CNY")
     account.add_reversal(REV)
     close_day(account, "2026-02-10")
-    account.close(Closure(D("2026-06-30"), "paid_off"))
+    account.close(Closure(D("2026-06-30"), "paid_off"), D("2026-02-10"), POLICY)
     before = deepcopy(account)
 
     assert account.add_installment(deepcopy(INS), "CNY") is False
@@ -60,7 +60,7 @@ def test_a_repeated_fact_with_the_same_content_is_a_duplicate_that_changes_nothi
     assert account.add_reversal(deepcopy(REV)) is False
     assert account.profile is not None
     assert account.open(deepcopy(account.profile)) is False
-    assert account.close(Closure(D("2026-06-30"), "paid_off")) is False
+    assert account.close(Closure(D("2026-06-30"), "paid_off"), D("2026-02-10"), POLICY) is False
     assert account == before
 
 
@@ -74,7 +74,7 @@ CONFLICTS: dict[str, Callable[[Account], object]] = {
     "opening": lambda a: a.open(
         Profile("mortgage", "CNY", D("2026-01-05"), {}, (T0, "EVT-9"), "opened-2")
     ),
-    "closure": lambda a: a.close(Closure(D("2026-06-30"), "charged_off")),
+    "closure": lambda a: a.close(Closure(D("2026-06-30"), "charged_off"), None, POLICY),
 }
 
 
@@ -86,7 +86,7 @@ def test_the_same_identity_with_different_content_is_a_bad_event_and_changes_not
     account.add_installment(INS, "CNY")
     account.add_payment(PAY, "CNY")
     account.add_reversal(REV)
-    account.close(Closure(D("2026-06-30"), "paid_off"))
+    account.close(Closure(D("2026-06-30"), "paid_off"), None, POLICY)
     before = deepcopy(account)
 
     with pytest.raises(BadEvent) as raised:
@@ -126,7 +126,7 @@ def test_closing_freezes_the_figures_and_later_reassessments_change_nothing() ->
     account.add_installment(INS, "CNY")
     close_day(account, "2026-02-10")
 
-    assert account.close(Closure(D("2026-02-11"), "charged_off")) is True
+    assert account.close(Closure(D("2026-02-11"), "charged_off"), D("2026-02-10"), POLICY) is True
     closed = account.pending_events[-1]
     account.add_payment(Payment("PAY-2", D("2026-02-11"), 150_000), "CNY")
 
@@ -269,3 +269,24 @@ def test_crossing_a_bucket_boundary_records_the_bucket_left() -> None:
     assert isinstance(moved, events.BucketChanged)
     assert moved.from_bucket == "1-29"
     assert account.state.bucket == "30-59"
+
+
+def test_a_closure_counts_every_fact_known_before_it_freezes_the_figures() -> None:
+    # Opening, an overdue installment and the closure in one batch, closure applied last:
+    # the figures frozen are those of every fact, not of the moment before the installment.
+    account = opened()
+    account.add_installment(INS, "CNY")
+    account.close(Closure(D("2026-02-11"), "charged_off"), D("2026-02-10"), POLICY)
+
+    assert (account.state.status, account.state.days_past_due) == ("closed", 5)
+    assert account.state.arrears_minor == INS.amount_minor
+
+
+def test_a_newer_contact_snapshot_with_the_same_content_announces_nothing() -> None:
+    account = opened()
+    assert account.profile is not None
+    same = dict(account.profile.customer)
+
+    assert account.change_contact(same, (T0.replace(hour=11), "EVT-8")) is True
+    assert of_type(account, events.ContactChanged) == []
+    assert account.profile.contact_as_of == (T0.replace(hour=11), "EVT-8")

@@ -167,7 +167,7 @@ def test_resuming_an_unknown_pause_says_it_was_not_found() -> None:
 def test_a_closed_account_can_be_neither_paused_nor_resumed() -> None:
     account = late_account()
     start(account, pause("2026-02-10"))
-    account.close(Closure(D("2026-02-20"), "charged_off"))
+    account.close(Closure(D("2026-02-20"), "charged_off"), D("2026-02-19"), POLICY)
 
     with pytest.raises(PauseRefused, match="only an open account"):
         start(account, pause("2026-03-01", None, "PSE-2"))

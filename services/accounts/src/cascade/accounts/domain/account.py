@@ -96,12 +96,18 @@ class Account:
         return True
 
     def change_contact(self, customer: Mapping[str, Any], as_of: tuple[datetime, str]) -> bool:
-        """Keeps the newest snapshot by event time; returns False if `customer` is older."""
+        """Keeps the newest snapshot by event time; returns False if `customer` is older.
+
+        A newer snapshot with the same content is news to no one: it moves the snapshot's
+        time (so that an older one arriving later stays older) but announces nothing.
+        """
         profile = self._opened()
         if as_of <= profile.contact_as_of:
             return False
+        unchanged = customer == profile.customer
         self.profile = replace(profile, customer=customer, contact_as_of=as_of)
-        self.pending_events.append(events.ContactChanged(self.account_id))
+        if not unchanged:
+            self.pending_events.append(events.ContactChanged(self.account_id))
         return True
 
     def add_installment(self, installment: Installment, currency: str) -> bool:
@@ -118,12 +124,13 @@ class Account:
         """Records a reversal (its payment may come later); returns False for a duplicate."""
         return _add(self.reversals, reversal.payment_id, reversal, "reversal")
 
-    def close(self, closure: Closure) -> bool:
-        """Closes the account: its figures stay as they are at closing."""
+    def close(self, closure: Closure, as_of: date | None, policy: Policy) -> bool:
+        """Closes the account: its figures, assessed with every fact known, stay as they are."""
         if self.closure is not None:
             _same_or_conflict(self.closure == closure, "closure")
             return False
         self._opened()
+        self.reassess(as_of, policy, events.CORRECTION)
         self.closure = closure
         self.state = replace(self.state, status=CLOSED)
         self.pending_events.append(

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cascade.accounts.adapters.repository import lock_for_close
 from cascade.accounts.domain.model import Policy
 from cascade.accounts.service_layer.close import close_business_day
 from cascade.accounts.service_layer.ingest import apply_account_events, business_date_of
@@ -57,6 +58,10 @@ def batch_handler(
             (e for e in events if e.envelope.type == cb.BUSINESS_DAY_CLOSED), key=business_date_of
         )
         refused = []
+        if closes:
+            # The close's exclusive lock first: taken after the account events' shared lock
+            # and row locks, it could deadlock with a supervisor's pause waiting on a row.
+            await lock_for_close(session)
         if account_events:
             refused = await apply_account_events(session, account_events, policies, dead_letters)
         for close in closes:

@@ -55,7 +55,8 @@ async def apply_account_events(
     accounts = await repository.load(session, list(by_account))
     opening = [a for a, evs in by_account.items() if a not in accounts and _opens(evs)]
     for account_id, held_events in (await take_held(session, opening)).items():
-        by_account[account_id].extend(held_events)
+        # Held first: they were read before this batch, as if the account had been open.
+        by_account[account_id] = held_events + by_account[account_id]
     rejections: list[Rejection] = []
     refused_held: list[Rejection] = []
     before: dict[str, Delinquency] = {}
@@ -63,7 +64,7 @@ async def apply_account_events(
     for account_id, incoming in by_account.items():
         account = accounts.get(account_id) or repository.new_account(account_id, _any(policies))
         before[account_id] = account.state
-        applied, to_hold = _apply_all(account, incoming, policies, rejections, refused_held)
+        applied, to_hold = _apply_all(account, incoming, policies, as_of, rejections, refused_held)
         await hold(session, to_hold)
         if applied and account.profile is not None:
             account.reassess(as_of, policies[account.profile.product], domain_events.CORRECTION)
@@ -80,6 +81,9 @@ async def apply_account_events(
     return rejections
 
 
+_APPLY_ORDER = {cb.ACCOUNT_OPENED: 0, cb.ACCOUNT_CLOSED: 2}
+
+
 def _opens(incoming: Sequence[Incoming]) -> bool:
     return any(i.event.envelope.type == cb.ACCOUNT_OPENED for i in incoming)
 
@@ -92,11 +96,13 @@ def _apply_all(
     account: Account,
     incoming: list[Incoming],
     policies: Policies,
+    as_of: date | None,
     rejections: list[Rejection],
     refused_held: list[Rejection],
 ) -> tuple[list[DecodedEvent], list[DecodedEvent]]:
-    """Applies the account's events, opening first; returns (applied, to hold)."""
-    ordered = sorted(incoming, key=lambda i: i.event.envelope.type != cb.ACCOUNT_OPENED)
+    """Applies the account's events, opening first and closure last; returns (applied, to
+    hold). A closure freezes the figures, so every other fact of the batch counts first."""
+    ordered = sorted(incoming, key=lambda i: _APPLY_ORDER.get(i.event.envelope.type, 1))
     applied, to_hold = [], []
     for item in ordered:
         event = item.event
@@ -104,7 +110,7 @@ def _apply_all(
             to_hold.append(event)
             continue
         try:
-            if _apply(account, event, policies):
+            if _apply(account, event, policies, as_of):
                 applied.append(event)
         except BadEvent as error:
             if item.held is None:
@@ -117,7 +123,7 @@ def _apply_all(
     return applied, to_hold
 
 
-def _apply(account: Account, event: DecodedEvent, policies: Policies) -> bool:
+def _apply(account: Account, event: DecodedEvent, policies: Policies, as_of: date | None) -> bool:
     payload, envelope = event.payload, event.envelope
     if isinstance(payload, cb.AccountOpened):
         first = account.open(_profile(payload, envelope))
@@ -137,7 +143,9 @@ def _apply(account: Account, event: DecodedEvent, policies: Policies) -> bool:
         reversal = Reversal(payload.payment_id, payload.reversed_on, payload.reason)
         return account.add_reversal(reversal)
     if isinstance(payload, cb.AccountClosed):
-        return account.close(Closure(payload.closed_on, payload.reason))
+        assert account.profile is not None
+        policy = policies[account.profile.product]
+        return account.close(Closure(payload.closed_on, payload.reason), as_of, policy)
     raise TypeError(f"not an account event: {envelope.type}")
 
 

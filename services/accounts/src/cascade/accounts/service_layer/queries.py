@@ -218,9 +218,12 @@ def decode_cursor(cursor: str) -> str:
     if not _CURSOR.match(cursor):
         raise refusal
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        account_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise refusal from None
+    if not account_id or not account_id.isprintable():
+        raise refusal  # an account id never holds control characters (nor NUL)
+    return account_id
 
 
 def _account_view(found: Account, last_close: date | None) -> AccountView:

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cascade.accounts.domain.model import Policy
@@ -37,6 +37,12 @@ def _policies(request: Request) -> Mapping[str, Policy]:
 
 
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+# Printable text only: PostgreSQL refuses NUL in text, and no id or label holds control
+# characters, so they are a 422 here rather than an error from the database.
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+AccountId = Annotated[str, Path(min_length=1, max_length=200, pattern=_PRINTABLE)]
+PauseId = Annotated[str, Path(min_length=1, max_length=200, pattern=_PRINTABLE)]
+Bucket = Annotated[str | None, Query(min_length=1, max_length=40, pattern=_PRINTABLE)]
 Policies = Annotated[Mapping[str, Policy], Depends(_policies)]
 
 
@@ -66,7 +72,7 @@ def _answers() -> Iterator[None]:
 async def list_accounts(
     sessions: Sessions,
     account_status: Annotated[schemas.AccountStatus | None, Query(alias="status")] = None,
-    bucket: str | None = None,
+    bucket: Bucket = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = queries.DEFAULT_LIMIT,
 ) -> schemas.AccountPage:
@@ -79,7 +85,7 @@ async def list_accounts(
 
 
 @router.get("/{account_id}", dependencies=[_READERS], responses=_NOT_FOUND)
-async def read_account(account_id: str, sessions: Sessions) -> schemas.AccountRead:
+async def read_account(account_id: AccountId, sessions: Sessions) -> schemas.AccountRead:
     with _answers():
         async with sessions() as session, session.begin():
             view = await queries.account(session, account_id)
@@ -88,7 +94,7 @@ async def read_account(account_id: str, sessions: Sessions) -> schemas.AccountRe
 
 @router.get("/{account_id}/delinquency-history", dependencies=[_READERS], responses=_NOT_FOUND)
 async def read_delinquency_history(
-    account_id: str, sessions: Sessions
+    account_id: AccountId, sessions: Sessions
 ) -> schemas.DelinquencyHistoryRead:
     with _answers():
         async with sessions() as session:
@@ -98,7 +104,7 @@ async def read_delinquency_history(
 
 @router.post("/{account_id}/pauses", status_code=status.HTTP_201_CREATED, responses=_REFUSED)
 async def create_pause(
-    account_id: str,
+    account_id: AccountId,
     body: schemas.PauseCreate,
     who: Annotated[Principal, _SUPERVISORS],
     sessions: Sessions,
@@ -121,8 +127,8 @@ async def create_pause(
 
 @router.post("/{account_id}/pauses/{pause_id}/resume", responses=_REFUSED)
 async def resume_pause(
-    account_id: str,
-    pause_id: str,
+    account_id: AccountId,
+    pause_id: PauseId,
     who: Annotated[Principal, _SUPERVISORS],
     sessions: Sessions,
     policies: Policies,

@@ -114,4 +114,9 @@ class PauseCreate(BaseModel):
 
     start_date: date
     end_date: date | None = Field(default=None, description="Exclusive; omit for open-ended")
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    reason: Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"
+        ),
+    ]
