@@ -1,114 +1,25 @@
-"""The accounts API over a real database: figures, facts, pages, history and pauses."""
+"""The accounts API over a real database: one account, the list, history, auth, privacy."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-import pytest_asyncio
-from pydantic import SecretStr
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from cascade.accounts.entrypoints.consumers import batch_handler
-from cascade.accounts.main import create_app
-from cascade.accounts.settings import AccountsSettings
-from cascade.shared.auth import Role
 from cascade.shared.messaging.envelope import Envelope
-from cascade.shared.settings import DatabaseSettings, KafkaSettings
-from cascade.shared.testing.corebanking import CUSTOMER, CoreBanking, business_day_closed, decoded
-from cascade.shared.testing.tokens import LocalIssuer
+from cascade.shared.testing.corebanking import CUSTOMER, CoreBanking
 
-from .conftest import default_policies
+from .api_support import DUE, TODAY, close_days, feed, late_account, post_pause
+from .conftest import Api
 
 pytestmark = pytest.mark.integration
-
-DUE = date(2026, 2, 5)
-TODAY = date(2026, 2, 17)  # the last business date closed in most tests: 12 days past DUE
-
-
-@dataclass
-class Api:
-    client: httpx.AsyncClient
-    issuer: LocalIssuer
-
-    async def get(self, path: str, **params: str | int) -> httpx.Response:
-        """Reads as a collector, the least privileged of the readers."""
-        return await self.client.get(path, params=params, headers=self._auth(Role.COLLECTOR))
-
-    async def post(
-        self, path: str, body: dict[str, Any] | None = None, role: Role = Role.SUPERVISOR
-    ) -> httpx.Response:
-        return await self.client.post(path, json=body, headers=self._auth(role))
-
-    def _auth(self, role: Role) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.issuer.token(role)}"}
-
-
-@pytest_asyncio.fixture
-async def api(
-    tmp_path: Path, accounts_database: str, kafka_bootstrap_servers: str
-) -> AsyncIterator[Api]:
-    issuer = LocalIssuer.create(tmp_path / "keys")
-    settings = AccountsSettings(
-        auth=issuer.auth_settings,
-        database=DatabaseSettings(url=SecretStr(accounts_database)),
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap_servers),
-        # Seeded through the handler; the shared broker's core-banking topics are not ours.
-        consume_events=False,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
-            yield Api(client, issuer)
-
-
-async def _feed(sessions: async_sessionmaker[AsyncSession], envelopes: Sequence[Envelope]) -> None:
-    by_product = default_policies()
-    handler = batch_handler(by_product, by_product["credit_card"])
-    async with sessions() as session, session.begin():
-        assert await handler(session, [decoded(e) for e in envelopes]) == []
-
-
-async def _close_days(
-    sessions: async_sessionmaker[AsyncSession], first: date, last: date = TODAY
-) -> None:
-    # One close per batch: a batch holding two closes fails in adapters/ageing.py (its temp
-    # table `aged` is created once per close but dropped only at commit).
-    day = first
-    while day <= last:
-        await _feed(sessions, [business_day_closed(day)])
-        day += timedelta(days=1)
-
-
-async def _late_account(sessions: async_sessionmaker[AsyncSession], account_id: str) -> None:
-    """Seeds an account whose 150000 CNY installment due on DUE is unpaid at TODAY (12 DPD)."""
-    bank = CoreBanking(account_id)
-    await _feed(sessions, [bank.opened(), bank.installment("INS-1", DUE, 150000)])
-    await _close_days(sessions, DUE)
-
-
-async def _pause(api: Api, account_id: str, **changes: str) -> httpx.Response:
-    """Pauses as a supervisor, from Feb 10 with no end unless `changes` say otherwise."""
-    body = {"start_date": "2026-02-10", "reason": "hardship review"} | changes
-    return await api.post(f"/v1/accounts/{account_id}/pauses", body)
-
-
-async def _count(sessions: async_sessionmaker[AsyncSession], table: str) -> int:
-    async with sessions() as session:
-        return int(await session.scalar(text(f"SELECT count(*) FROM {table}")) or 0)  # noqa: S608
 
 
 async def test_an_account_reads_as_in_the_issue_example(
     api: Api, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    await _late_account(sessions, "ACC-000123")
+    await late_account(sessions, "ACC-000123")
 
     response = await api.get("/v1/accounts/ACC-000123")
 
@@ -143,7 +54,7 @@ async def test_a_partial_payment_shows_what_each_installment_was_paid_and_where_
     api: Api, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     bank = CoreBanking("ACC-PART")
-    await _feed(
+    await feed(
         sessions,
         [
             bank.opened(),
@@ -155,7 +66,7 @@ async def test_a_partial_payment_shows_what_each_installment_was_paid_and_where_
             bank.payment("PAY-LATER", date(2026, 2, 20), 30000),
         ],
     )
-    await _close_days(sessions, DUE)
+    await close_days(sessions, DUE)
 
     body = (await api.get("/v1/accounts/ACC-PART")).json()
 
@@ -187,7 +98,7 @@ async def test_an_unknown_account_is_404_on_every_route(api: Api) -> None:
         await api.get("/v1/accounts/ACC-NOPE/delinquency-history"),
     ]
     writes = [
-        await _pause(api, "ACC-NOPE"),
+        await post_pause(api, "ACC-NOPE"),
         await api.post("/v1/accounts/ACC-NOPE/pauses/P-1/resume"),
     ]
 
@@ -203,10 +114,10 @@ async def _seed_book(sessions: async_sessionmaker[AsyncSession]) -> None:
         due = date(2026, 1, 10) if n == 6 else DUE
         envelopes += [bank.opened(), bank.installment("INS-1", due, 150000)]
     envelopes.append(CoreBanking("ACC-L7").payment("PAY-1", DUE, 150000))
-    await _feed(sessions, envelopes)
-    await _close_days(sessions, date(2026, 1, 10), date(2026, 2, 12))
-    await _feed(sessions, [CoreBanking("ACC-L8").closed(date(2026, 2, 12), "charged_off")])
-    await _close_days(sessions, date(2026, 2, 13))
+    await feed(sessions, envelopes)
+    await close_days(sessions, date(2026, 1, 10), date(2026, 2, 12))
+    await feed(sessions, [CoreBanking("ACC-L8").closed(date(2026, 2, 12), "charged_off")])
+    await close_days(sessions, date(2026, 2, 13))
 
 
 async def _ids(api: Api, **params: str | int) -> list[str]:
@@ -267,8 +178,8 @@ async def test_a_cursor_the_api_did_not_issue_is_400_with_what_to_do(api: Api, c
 async def test_the_history_shows_entering_1_29_then_30_59(
     api: Api, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    await _late_account(sessions, "ACC-HIST")
-    await _close_days(sessions, TODAY + timedelta(days=1), date(2026, 3, 8))
+    await late_account(sessions, "ACC-HIST")
+    await close_days(sessions, TODAY + timedelta(days=1), date(2026, 3, 8))
 
     response = await api.get("/v1/accounts/ACC-HIST/delinquency-history")
 
@@ -281,95 +192,6 @@ async def test_the_history_shows_entering_1_29_then_30_59(
         ],
         "actions": [],
     }
-
-
-async def test_a_pause_lowers_the_days_past_due_at_once(
-    api: Api, sessions: async_sessionmaker[AsyncSession]
-) -> None:
-    await _late_account(sessions, "ACC-P")
-
-    created = await _pause(api, "ACC-P")
-    body = (await api.get("/v1/accounts/ACC-P")).json()
-
-    assert created.status_code == 201
-    pause = created.json()
-    assert {k: pause[k] for k in ("start_date", "end_date", "reason", "active")} == {
-        "start_date": "2026-02-10",
-        "end_date": None,
-        "reason": "hardship review",
-        "active": True,
-    }
-    # Feb 10 to Feb 17 (8 days) no longer count: 12 - 8.
-    assert (body["days_past_due"], body["status"]) == (4, "delinquent")
-    assert body["pauses"] == [pause]
-
-
-async def test_an_overlapping_pause_is_409_naming_the_pause_it_overlaps(
-    api: Api, sessions: async_sessionmaker[AsyncSession]
-) -> None:
-    await _late_account(sessions, "ACC-O")
-    first = await _pause(api, "ACC-O")
-
-    second = await _pause(api, "ACC-O", start_date="2026-02-15", end_date="2026-02-20")
-
-    assert second.status_code == 409
-    assert second.json()["error"] == f"the pause overlaps pause {first.json()['pause_id']}"
-    assert await _count(sessions, "delinquency_pause") == 1
-
-
-async def test_a_resume_ends_the_pause_today_and_a_second_resume_is_409(
-    api: Api, sessions: async_sessionmaker[AsyncSession]
-) -> None:
-    await _late_account(sessions, "ACC-R")
-    pause_id = (await _pause(api, "ACC-R")).json()["pause_id"]
-
-    resumed = await api.post(f"/v1/accounts/ACC-R/pauses/{pause_id}/resume")
-    again = await api.post(f"/v1/accounts/ACC-R/pauses/{pause_id}/resume")
-    unknown = await api.post("/v1/accounts/ACC-R/pauses/P-NOPE/resume")
-    history = (await api.get("/v1/accounts/ACC-R/delinquency-history")).json()
-
-    assert resumed.status_code == 200
-    assert (resumed.json()["end_date"], resumed.json()["active"]) == ("2026-02-18", False)
-    assert (again.status_code, again.json()["error"]) == (409, "the pause has already ended")
-    assert unknown.status_code == 404
-    assert [(a["action"], a["end_date"], a["actor"]) for a in history["actions"]] == [
-        ("pause", None, "test-user"),
-        ("resume", "2026-02-18", "test-user"),
-    ]
-
-
-async def test_a_collector_cannot_pause_and_nothing_is_written(
-    api: Api, sessions: async_sessionmaker[AsyncSession]
-) -> None:
-    await _late_account(sessions, "ACC-C")
-    outbox_before = await _count(sessions, "outbox_message")
-
-    response = await api.post(
-        "/v1/accounts/ACC-C/pauses",
-        {"start_date": "2026-02-10", "reason": "hardship review"},
-        role=Role.COLLECTOR,
-    )
-
-    assert response.status_code == 403
-    assert await _count(sessions, "delinquency_pause") == 0
-    assert await _count(sessions, "delinquency_action") == 0
-    assert await _count(sessions, "outbox_message") == outbox_before
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"start_date": "2026-02-10", "reason": "  "},
-        {"reason": "x"},
-        {"start_date": "2026-02-10", "reason": "nul \u0000 inside"},
-    ],
-)
-async def test_a_pause_without_a_reason_or_start_is_not_valid(
-    api: Api, body: dict[str, Any]
-) -> None:
-    response = await api.post("/v1/accounts/ACC-ANY/pauses", body)
-
-    assert response.status_code == 422
 
 
 async def test_control_characters_in_ids_and_filters_are_refused_not_a_server_error(
@@ -397,8 +219,8 @@ async def test_every_route_needs_a_bearer_token(api: Api) -> None:
 async def test_no_response_carries_the_customers_personal_data(
     api: Api, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    await _late_account(sessions, "ACC-PII")
-    await _pause(api, "ACC-PII")
+    await late_account(sessions, "ACC-PII")
+    await post_pause(api, "ACC-PII")
 
     bodies = [
         (await api.get("/v1/accounts/ACC-PII")).text,

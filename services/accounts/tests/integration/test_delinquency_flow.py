@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -27,7 +28,7 @@ async def _feed(
     handler = batch_handler(by_product, by_product["credit_card"])
     async with sessions() as session, session.begin():
         refused = await handler(session, [decoded(e) for e in envelopes])
-    return [r.reason for r in refused]
+    return [r.reason for r in refused or ()]
 
 
 async def _account(
@@ -48,7 +49,7 @@ async def _account(
 
 async def _events(
     sessions: async_sessionmaker[AsyncSession],
-) -> list[tuple[str, dict[str, object]]]:
+) -> list[tuple[str, dict[str, Any]]]:
     async with sessions() as session:
         rows = await session.execute(
             text("SELECT event_type, payload FROM outbox_message ORDER BY id")
@@ -190,3 +191,18 @@ async def test_a_pause_with_an_end_date_is_announced_over_at_the_close_before_it
         "cascade.accounts.pause-started.v1",
         "cascade.accounts.pause-ended.v1",
     ]
+
+
+async def test_several_closes_in_one_batch_are_applied_in_date_order(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    bank = CoreBanking("ACC-6")
+    await _feed(sessions, [bank.opened(), bank.installment("INS-1", date(2026, 2, 5), 1000)])
+    # A backlog read in one fetch: three dates, out of order, in one transaction.
+    closes = [business_day_closed(date(2026, 2, d)) for d in (8, 6, 7)]
+    await _feed(sessions, closes)
+    account = await _account(sessions, "ACC-6")
+    updates = [d for t, d in await _events(sessions) if t.endswith("delinquency-updated.v1")]
+
+    assert (account["days_past_due"], account["as_of_date"]) == (3, date(2026, 2, 8))
+    assert [u["delinquency"]["days_past_due"] for u in updates] == [1, 2, 3]

@@ -15,6 +15,7 @@ import json
 import random
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -54,7 +55,7 @@ def _copy_with_new_id(envelope: Envelope) -> Envelope:
 
 async def _run(
     sessions: async_sessionmaker[AsyncSession],
-    runs: list[tuple[dict[str, Arrivals], random.Random | None]],
+    runs: Sequence[tuple[dict[str, Arrivals], random.Random | None]],
 ) -> None:
     """Delivers every run's events day by day, each run in its own order; then closes the day."""
     for n in range(LAST_DAY + 1):
