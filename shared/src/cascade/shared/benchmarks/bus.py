@@ -13,20 +13,16 @@ import asyncio
 import gc
 import json
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from cascade.shared.benchmarks.infra import fresh_infrastructure
 from cascade.shared.db import create_database, database_url
-from cascade.shared.infra.kafka import ApacheKafkaBroker
-from cascade.shared.infra.postgres import EmbeddedPostgres
 from cascade.shared.messaging.clients import make_consumer, make_producer
 from cascade.shared.messaging.consumer import ConsumerConfig, EventConsumer
 from cascade.shared.messaging.envelope import Envelope
@@ -223,17 +219,8 @@ def main() -> None:
     """Starts a fresh broker and database, measures, and stops them."""
     events = int(os.environ.get("BENCH_EVENTS", "20000"))
     rate = int(os.environ.get("BENCH_RATE", "1000"))
-    home = Path(tempfile.mkdtemp(prefix="cascade-bench-"))
-    home.chmod(0o755)  # the embedded PostgreSQL runs as its own user when we are root
-    broker, postgres = ApacheKafkaBroker(home / "kafka"), EmbeddedPostgres(home / "postgres")
-    try:
-        broker.start()
-        postgres.start()
+    with fresh_infrastructure("cascade-bench-") as (_, broker, postgres):
         asyncio.run(measure(broker.bootstrap_servers, postgres.url(), events, rate))
-    finally:
-        broker.stop()
-        postgres.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

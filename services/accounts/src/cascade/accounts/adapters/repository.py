@@ -230,16 +230,18 @@ async def _save_facts(session: AsyncSession, accounts: list[Account]) -> None:
 
 
 async def _save_payments(session: AsyncSession, accounts: list[Account]) -> None:
-    rows = [
-        (
-            a.account_id,
-            p,
-            p.payment_id in a.pending_payment_ids(),
-            p.payment_id in a.applied_payments,
-        )
-        for a in accounts
-        for p in a.payments.values()
-    ]
+    rows = []
+    for account in accounts:
+        pending = account.pending_payment_ids()  # once per account, not once per payment
+        rows += [
+            (
+                account.account_id,
+                p,
+                p.payment_id in pending,
+                p.payment_id in account.applied_payments,
+            )
+            for p in account.payments.values()
+        ]
     if not rows:
         return
     await session.execute(

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +25,8 @@ from sqlalchemy.pool import NullPool
 from cascade.accounts.benchmarks.portfolio import AMOUNTS, Portfolio, check_loaded, load
 from cascade.accounts.benchmarks.probe import SAMPLE, settings, time_close, verify_sample
 from cascade.shared import migrations
+from cascade.shared.benchmarks.infra import fresh_infrastructure
 from cascade.shared.db import create_database, database_url, drop_database
-from cascade.shared.infra.kafka import ApacheKafkaBroker
-from cascade.shared.infra.postgres import EmbeddedPostgres
 from cascade.shared.logging import configure_logging
 from cascade.shared.messaging.admin import apply_topology
 
@@ -159,17 +156,8 @@ async def measure(home: Path, server_url: str, bootstrap: str, log_file: Path) -
 def main() -> None:
     """Starts a fresh broker and database, measures, and stops them."""
     configure_logging("bench-aging", level="WARNING", json=False, stream=sys.stderr)
-    home = Path(tempfile.mkdtemp(prefix="cascade-bench-aging-"))
-    home.chmod(0o755)  # the embedded PostgreSQL runs as its own user when we are root
-    broker, postgres = ApacheKafkaBroker(home / "kafka"), EmbeddedPostgres(home / "postgres")
-    try:
-        broker.start()
-        postgres.start()
+    with fresh_infrastructure("cascade-bench-aging-") as (home, broker, postgres):
         asyncio.run(measure(home, postgres.url(), broker.bootstrap_servers, postgres.log_file))
-    finally:
-        broker.stop()
-        postgres.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":
