@@ -170,9 +170,7 @@ async def test_scenarios_flow_from_core_banking_to_delinquency_events(
         ).json()
 
         async def relayed() -> bool:
-            return (
-                await scalar("SELECT count(*) FROM outbox_message WHERE published_at IS NULL") == 0
-            )
+            return await scalar("SELECT count(*) FROM outbox_pending") == 0
 
         await wait_until_async(relayed, 60, "the outbox to drain")
     published = await _read_all(kafka_bootstrap_servers, OUT, prefix)

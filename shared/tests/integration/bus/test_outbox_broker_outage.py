@@ -149,7 +149,7 @@ async def _wait_count(
 
 
 async def _wait_unpublished(database_url: str, count: int, deadline_s: float) -> None:
-    sql = "SELECT count(*) FROM outbox_message WHERE published_at IS NULL"
+    sql = "SELECT count(*) FROM outbox_pending"
     await _wait_count(database_url, sql, count, deadline_s)
 
 

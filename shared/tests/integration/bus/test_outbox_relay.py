@@ -98,7 +98,7 @@ async def wait_outbox_published(database_url: str, deadline_s: float = 180.0) ->
     """Waits until no outbox row is left unpublished."""
 
     async def published() -> bool:
-        sql = "SELECT count(*) FROM outbox_message WHERE published_at IS NULL"
+        sql = "SELECT count(*) FROM outbox_pending"
         return await scalar(database_url, sql) == 0
 
     await wait_until_async(published, deadline_s, "every outbox row to be published")

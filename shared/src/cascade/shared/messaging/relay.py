@@ -28,10 +28,10 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
+    exists,
     func,
     select,
     text,
-    update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -42,7 +42,7 @@ from cascade.shared.messaging.batching import publish_all
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_producer
-from cascade.shared.messaging.tables import KEY_SLOTS
+from cascade.shared.messaging.tables import KEY_SLOTS, PENDING
 
 log = get_logger(__name__)
 
@@ -85,11 +85,12 @@ class OutboxRelay:
         self._metrics = metrics
         self._settings = settings or RelaySettings()
         self.owned_slots: set[int] = set()
-        self._mark = (
-            update(table)
-            .where(table.c.id == any_(cast(bindparam("ids"), ARRAY(BigInteger))))
-            .values(published_at=func.now())
+        self._pending = table.metadata.tables[PENDING]
+        # Published: no longer pending. The outbox row itself is never updated (schema_v3).
+        self._mark = delete(self._pending).where(
+            self._pending.c.id == any_(cast(bindparam("ids"), ARRAY(BigInteger)))
         )
+        self._claim = self._claim_query()  # built once: slots are a parameter
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set, riding out broker and database outages."""
@@ -185,8 +186,9 @@ class OutboxRelay:
 
     async def _publish_batch(self, connection: AsyncConnection, producer: AIOKafkaProducer) -> int:
         # One row of arrays rather than a row per event: asyncpg decodes arrays in C.
+        slots = {"slots": sorted(self.owned_slots)} if self._settings.partition_by_key else {}
         ids, topics, keys, payloads, types, headers = (
-            await connection.execute(self._claim_query())
+            await connection.execute(self._claim, slots)
         ).one()
         if self._settings.partition_by_key or not ids:
             # Slot locks make row locks unnecessary: end the read transaction at once.
@@ -204,8 +206,16 @@ class OutboxRelay:
         return len(ids)
 
     def _claim_query(self) -> Any:
-        table = self._table
-        batch = (
+        table, pending = self._table, self._pending
+        listed = select(pending.c.id).order_by(pending.c.id).limit(self._settings.batch_size)
+        if self._settings.partition_by_key:
+            # One array parameter, so one prepared statement whatever the slots are.
+            slots = cast(bindparam("slots"), ARRAY(SmallInteger))
+            listed = listed.where(pending.c.key_slot == any_(slots))
+        else:
+            listed = listed.with_for_update(skip_locked=True)
+        claimed = listed.subquery()
+        rows = (
             select(
                 table.c.id,
                 table.c.topic,
@@ -215,17 +225,9 @@ class OutboxRelay:
                 table.c.event_type,
                 table.c.headers,
             )
-            .where(table.c.published_at.is_(None))
-            .order_by(table.c.id)
-            .limit(self._settings.batch_size)
+            .join(claimed, claimed.c.id == table.c.id)
+            .subquery()
         )
-        if self._settings.partition_by_key:
-            # One array parameter, so one prepared statement whatever the slots are.
-            slots = cast(bindparam("slots", sorted(self.owned_slots)), ARRAY(SmallInteger))
-            batch = batch.where(table.c.key_slot == any_(slots))
-        else:
-            batch = batch.with_for_update(skip_locked=True)
-        rows = batch.subquery()
         return select(*(func.array_agg(aggregate_order_by(c, rows.c.id)) for c in rows.c))
 
     async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
@@ -240,26 +242,26 @@ class OutboxRelay:
             await wait_or_stop(stop, self._settings.housekeeping_every_s)
 
     async def _housekeeping(self, connection: AsyncConnection) -> None:
-        table = self._table
-        # No index on published_at to maintain on every mark: a row published before the
-        # cutoff was created before it too, and the BRIN index on created_at finds those.
-        cutoff = func.now() - self._settings.retention
+        table, pending = self._table, self._pending
+        # Retention counts from creation, which the BRIN index on created_at finds cheaply;
+        # a row still pending is kept whatever its age.
         expired = (
             select(table.c.id)
             .where(
-                table.c.created_at < cutoff,
-                table.c.published_at.is_not(None),
-                table.c.published_at < cutoff,
+                table.c.created_at < func.now() - self._settings.retention,
+                ~exists().where(pending.c.id == table.c.id),
             )
             .order_by(table.c.id)
             .limit(10_000)
             .scalar_subquery()
         )
         await connection.execute(delete(table).where(table.c.id.in_(expired)))
+        oldest = select(func.min(pending.c.id)).scalar_subquery()
         backlog, oldest_created = (
             await connection.execute(
-                select(func.count(), func.min(table.c.created_at)).where(
-                    table.c.published_at.is_(None)
+                select(
+                    select(func.count()).select_from(pending).scalar_subquery(),
+                    select(table.c.created_at).where(table.c.id == oldest).scalar_subquery(),
                 )
             )
         ).one()

@@ -17,12 +17,13 @@ from sqlalchemy import (
     Table,
     Text,
     func,
-    text,
 )
 
 # Keys hash into this many slots; each relay publishes the slots it holds a lock on, so
 # one key is only ever published by one relay at a time (per-key order).
 KEY_SLOTS = 64
+
+PENDING = "outbox_pending"
 
 
 def key_slot(key: str) -> int:
@@ -31,7 +32,11 @@ def key_slot(key: str) -> int:
 
 
 def outbox_table(metadata: MetaData) -> Table:
-    """Returns the outbox: events written in the business transaction, published later."""
+    """Returns the outbox: events written in the business transaction, published later.
+
+    Also adds `outbox_pending` to `metadata`: the ids of the rows not yet published.
+    """
+    outbox_pending_table(metadata)
     return Table(
         "outbox_message",
         metadata,
@@ -51,13 +56,23 @@ def outbox_table(metadata: MetaData) -> Table:
         # letter written in the transaction that refused its event (schema_v2).
         Column("headers", LargeBinary, nullable=True),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-        Column("published_at", DateTime(timezone=True), nullable=True),
-        # The relay's claim: unpublished rows in publishing order (schema_v2).
-        Index(
-            "ix_outbox_message_unpublished_id", "id", postgresql_where=text("published_at IS NULL")
-        ),
         # Pruning reads only the block ranges old enough (schema_v2).
         Index("ix_outbox_message_created_at", "created_at", postgresql_using="brin"),
+    )
+
+
+def outbox_pending_table(metadata: MetaData) -> Table:
+    """Returns the ids of the outbox rows not yet published, in publishing order (schema_v3).
+
+    Written with the row in the business transaction and deleted by the relay after the
+    broker's acknowledgement: the outbox row itself is never updated, which keeps marking
+    a row published cheap (no new version of a wide row, no index entries).
+    """
+    return Table(
+        PENDING,
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=False),
+        Column("key_slot", SmallInteger, nullable=False),
     )
 
 

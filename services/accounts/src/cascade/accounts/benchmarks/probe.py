@@ -105,9 +105,7 @@ class Probe:
 
     async def unpublished(self) -> int:
         async with self.engine.connect() as connection:
-            found = await connection.scalar(
-                text("SELECT count(*) FROM outbox_message WHERE published_at IS NULL")
-            )
+            found = await connection.scalar(text("SELECT count(*) FROM outbox_pending"))
         return int(found or 0)
 
 

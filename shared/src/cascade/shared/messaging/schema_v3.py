@@ -1,0 +1,51 @@
+"""Migration operations for the outbox, version 3: unpublished rows listed in their own table.
+
+Until v2 the relay marked a row published by setting `published_at`. That rewrote the
+whole row (payload included) and, since `published_at` was in the claim index's predicate,
+PostgreSQL could not update it in place: every mark wrote a new row version and new entries
+in every index. It was the largest database cost per event on the bus (`make bench-bus`).
+
+Now the business transaction also writes the row's id into `outbox_pending`, a narrow
+table, and the relay deletes the ids it has published. An outbox row is unpublished while
+its id is listed there; the row itself is never updated. Retention counts from creation:
+a row is pruned once it is older than the retention period and no longer pending.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+
+def upgrade() -> None:
+    """Creates outbox_pending from the unpublished rows; drops published_at and its index."""
+    op.create_table(
+        "outbox_pending",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("key_slot", sa.SmallInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_outbox_pending"),
+    )
+    op.execute(
+        "INSERT INTO outbox_pending (id, key_slot) "
+        "SELECT id, key_slot FROM outbox_message WHERE published_at IS NULL"
+    )
+    op.drop_index("ix_outbox_message_unpublished_id", table_name="outbox_message")
+    op.drop_column("outbox_message", "published_at")
+
+
+def downgrade() -> None:
+    """Back to published_at: rows no longer pending count as published now."""
+    op.add_column(
+        "outbox_message", sa.Column("published_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    op.execute(
+        "UPDATE outbox_message SET published_at = now() "
+        "WHERE id NOT IN (SELECT id FROM outbox_pending)"
+    )
+    op.create_index(
+        "ix_outbox_message_unpublished_id",
+        "outbox_message",
+        ["id"],
+        postgresql_where=sa.text("published_at IS NULL"),
+    )
+    op.drop_table("outbox_pending")
