@@ -21,21 +21,41 @@ _partitioner = DefaultPartitioner()
 Headers = list[tuple[str, bytes]] | None
 
 
+class PartitionCache:
+    """The partition of each (topic, key), as aiokafka's default partitioner picks it.
+
+    murmur2 is pure Python and a relay sees the same keys batch after batch: each key is
+    hashed once per partition count, not once per record. Bounded: cleared when full.
+    """
+
+    def __init__(self, max_keys: int = 100_000) -> None:
+        self._max_keys = max_keys
+        self._partitions: dict[tuple[str, bytes, int], int] = {}
+
+    def partition(self, topic: str, key: bytes, known: list[int]) -> int:
+        """Returns the partition of `key` among the topic's `known` partitions."""
+        cache_key = (topic, key, len(known))
+        partition = self._partitions.get(cache_key)
+        if partition is None:
+            if len(self._partitions) >= self._max_keys:
+                self._partitions.clear()
+            partition = self._partitions[cache_key] = _partitioner(key, known, known)
+        return partition
+
+
 async def publish_all(
-    producer: AIOKafkaProducer, records: Sequence[tuple[str, bytes, bytes, Headers]]
+    producer: AIOKafkaProducer,
+    records: Sequence[tuple[str, bytes, bytes, Headers]],
+    partitions: PartitionCache | None = None,
 ) -> None:
     """Sends (topic, key, value, headers) records; returns once the broker acked every one."""
+    cache = partitions or PartitionCache()
     by_partition: dict[tuple[str, int], list[tuple[bytes, bytes, Headers]]] = defaultdict(list)
-    partitions: dict[str, list[int]] = {}
-    # A batch holds many events per key, and murmur2 is pure Python: hash each key once.
-    partition_of: dict[tuple[str, bytes], int] = {}
+    known: dict[str, list[int]] = {}
     for topic, key, value, headers in records:
-        partition = partition_of.get((topic, key))
-        if partition is None:
-            if topic not in partitions:
-                partitions[topic] = sorted(await producer.partitions_for(topic))
-            known = partitions[topic]
-            partition = partition_of[(topic, key)] = _partitioner(key, known, known)
+        if topic not in known:
+            known[topic] = sorted(await producer.partitions_for(topic))
+        partition = cache.partition(topic, key, known[topic])
         by_partition[(topic, partition)].append((key, value, headers))
     deliveries: list[Any] = []
     for (topic, partition), items in by_partition.items():

@@ -36,7 +36,7 @@ from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublishe
 from cascade.shared.messaging.errors import is_transient
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
-from cascade.shared.messaging.offsets import commit_offsets, record_lag
+from cascade.shared.messaging.offsets import AppliedOffsets, commit_offsets, record_lag
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
 from cascade.shared.messaging.rejections import Rejection, dead_letter_of
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_consumer, verify_producer
@@ -56,6 +56,9 @@ class ConsumerConfig:
     dead_letter_topic: str
     max_records: int = 500
     max_attempts: int = 5
+    # Applied offsets go to Kafka at most this often (and on revocation and stop): fewer
+    # coordinator writes, at the price of a longer redelivery after a crash.
+    commit_interval_s: float = 1.0
     # A batch that takes longer is abandoned and retried: it must stay well inside the
     # consumer's max_poll_interval_ms, which the boot-time guard checks (matrix R6, R20).
     batch_timeout_s: float = 60.0
@@ -102,8 +105,8 @@ class EventConsumer:
         backoff = Backoff()
         while not stop.is_set():
             try:
-                async with self._clients() as (consumer, dead_letters):
-                    await self._consume(consumer, dead_letters, stop)
+                async with self._clients() as (consumer, dead_letters, applied):
+                    await self._consume(consumer, dead_letters, applied, stop)
             except UnsafeConfigError:
                 raise  # a configuration bug: retrying cannot fix it
             except Exception as error:
@@ -111,32 +114,41 @@ class EventConsumer:
                 await backoff.wait(stop)
 
     @asynccontextmanager
-    async def _clients(self) -> AsyncIterator[tuple[AIOKafkaConsumer, DeadLetterPublisher]]:
+    async def _clients(
+        self,
+    ) -> AsyncIterator[tuple[AIOKafkaConsumer, DeadLetterPublisher, AppliedOffsets]]:
         cfg = self._config
         consumer, producer = self._consumer_factory(), self._producer_factory()
         verify_producer(producer, embedded_broker=cfg.embedded_broker)
         verify_consumer(consumer, max_batch_seconds=cfg.batch_timeout_s)
+        applied = AppliedOffsets(cfg.commit_interval_s)
+        listener = FinishBatchOnRevoke(self._lock, lambda: applied.commit(consumer))
         try:
             await producer.start()
-            consumer.subscribe(list(cfg.topics), listener=FinishBatchOnRevoke(self._lock))
+            consumer.subscribe(list(cfg.topics), listener=listener)
             await consumer.start()
-            yield (
-                consumer,
-                DeadLetterPublisher(
-                    producer, cfg.dead_letter_topic, cfg.group_id, cfg.service_version
-                ),
+            publisher = DeadLetterPublisher(
+                producer, cfg.dead_letter_topic, cfg.group_id, cfg.service_version
             )
+            yield consumer, publisher, applied
+            await applied.commit(consumer)  # leaving the group: hand over where we are
         finally:
             # stop() leaves the group at once, so the partitions move without a timeout.
             await consumer.stop()
             await producer.stop()
 
     async def _consume(
-        self, consumer: AIOKafkaConsumer, dead_letters: DeadLetterPublisher, stop: asyncio.Event
+        self,
+        consumer: AIOKafkaConsumer,
+        dead_letters: DeadLetterPublisher,
+        applied: AppliedOffsets,
+        stop: asyncio.Event,
     ) -> None:
         while not stop.is_set():
             fetched = await consumer.getmany(timeout_ms=200, max_records=self._config.max_records)
             if not fetched:
+                if applied.due():
+                    await applied.commit(consumer)
                 continue
             crash_point("after_poll")
             if not self._config.offsets_after_db:  # the broken order, for R3's control only
@@ -146,8 +158,10 @@ class EventConsumer:
                 return  # stopping: leave the offsets, the batch will be redelivered
             crash_point("after_db_commit_before_offset_commit")
             if self._config.offsets_after_db:
-                await commit_offsets(consumer, fetched)
-            crash_point("after_offset_commit")
+                applied.add(fetched)
+                if applied.due():
+                    await applied.commit(consumer)
+                    crash_point("after_offset_commit")
             record_lag(consumer, fetched, self._metrics)
 
     async def _apply_until_done(

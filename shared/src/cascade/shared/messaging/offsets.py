@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer
@@ -16,13 +17,55 @@ log = get_logger(__name__)
 Fetched = Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
 
 
+def next_offsets(fetched: Fetched) -> dict[TopicPartition, int]:
+    """Returns, per partition, the offset after the batch's last record."""
+    return {tp: records[-1].offset + 1 for tp, records in fetched.items() if records}
+
+
+class AppliedOffsets:
+    """Offsets of batches committed to the database and not yet to Kafka.
+
+    Committed to Kafka at most every `interval_s`, when partitions are revoked and when
+    the consumer stops, rather than after every batch: each commit is a request to the
+    group coordinator and a write to its log, and a crash in between only redelivers
+    events that the inbox then skips (as Kafka's own auto-commit interval does, but
+    never ahead of the database).
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self._interval_s = interval_s
+        self._offsets: dict[TopicPartition, int] = {}
+        self._committed_at = time.monotonic()
+
+    def add(self, fetched: Fetched) -> None:
+        """Records a batch whose database transaction has committed."""
+        self._offsets.update(next_offsets(fetched))
+
+    def due(self) -> bool:
+        """Whether the interval has passed with offsets waiting."""
+        waited = time.monotonic() - self._committed_at
+        return bool(self._offsets) and waited >= self._interval_s
+
+    async def commit(self, consumer: AIOKafkaConsumer) -> bool:
+        """Commits the waiting offsets; returns whether Kafka took them."""
+        offsets, self._offsets = self._offsets, {}
+        self._committed_at = time.monotonic()
+        return await commit_positions(consumer, offsets)
+
+
 async def commit_offsets(consumer: AIOKafkaConsumer, fetched: Fetched) -> bool:
-    """Commits the offsets after each partition's last record; tolerates a rebalance.
+    """Commits the offsets after each partition's last record; tolerates a rebalance."""
+    return await commit_positions(consumer, next_offsets(fetched))
+
+
+async def commit_positions(
+    consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]
+) -> bool:
+    """Commits offsets of the partitions still assigned; tolerates a rebalance.
 
     A failed commit is safe: the records are redelivered and the inbox skips them
     (aiokafka raises CommitFailedError when the group rebalanced meanwhile).
     """
-    offsets = {tp: records[-1].offset + 1 for tp, records in fetched.items() if records}
     owned = consumer.assignment()
     offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
     if not offsets:

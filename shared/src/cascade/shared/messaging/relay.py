@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.backoff import Backoff, wait_or_stop
-from cascade.shared.messaging.batching import publish_all
+from cascade.shared.messaging.batching import PartitionCache, publish_all
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_producer
@@ -91,6 +91,7 @@ class OutboxRelay:
             self._pending.c.id == any_(cast(bindparam("ids"), ARRAY(BigInteger)))
         )
         self._claim = self._claim_query()  # built once: slots are a parameter
+        self._partitions = PartitionCache()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set, riding out broker and database outages."""
@@ -198,7 +199,7 @@ class OutboxRelay:
         crash_point("relay_before_send")
         # The stored bytes are published as they are: no decoding, no re-serialising.
         records = list(zip(topics, keys, payloads, map(kafka_headers, headers), strict=True))
-        await publish_all(producer, records)
+        await publish_all(producer, records, self._partitions)
         crash_point("relay_after_kafka_ack_before_mark_sent")
         await connection.execute(self._mark, {"ids": ids})
         await connection.commit()
