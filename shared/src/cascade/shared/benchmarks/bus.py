@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from cascade.shared.benchmarks.infra import fresh_infrastructure
 from cascade.shared.db import create_database, database_url
+from cascade.shared.gc_tuning import tune_garbage_collector
 from cascade.shared.messaging.clients import make_consumer, make_producer
 from cascade.shared.messaging.consumer import ConsumerConfig, EventConsumer
 from cascade.shared.messaging.envelope import Envelope
@@ -60,7 +61,7 @@ class Workload:
     events: int = 20_000
     warmup: int = 5_000
     rounds: int = 3
-    writers: int = 4
+    writers: int = 8
     rate: int = 1_000  # events/s offered for the latency figures
 
     @classmethod
@@ -289,6 +290,7 @@ def _listed(figures: Sequence[float]) -> str:
 def main() -> None:
     """Starts a fresh broker and database, measures, and stops them."""
     work = Workload.from_environment()
+    tune_garbage_collector()  # as a service process runs, for both paths
     with fresh_infrastructure("cascade-bench-") as (_, broker, postgres):
         asyncio.run(measure(broker.bootstrap_servers, postgres.url(), work))
 

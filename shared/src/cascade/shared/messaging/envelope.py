@@ -12,13 +12,21 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+)
+from pydantic_core import core_schema
 
 CONTENT_TYPE = "application/cloudevents+json"
 
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})",
-)
+_RFC3339_PATTERN = r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})"
+_RFC3339 = re.compile(_RFC3339_PATTERN)
 
 
 def _rfc3339_text(value: object) -> object:
@@ -31,6 +39,30 @@ def _rfc3339_text(value: object) -> object:
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+
+
+class _Rfc3339InRust:
+    """The same rule for JSON input, checked by pydantic-core's own regex engine.
+
+    `Timestamp` calls back into Python for every event, which cost about a fifth of the
+    consumer's decoding. The consumer's one-pass decode uses this instead; the two-step
+    decode (and its error messages) keeps `Timestamp`, and a test checks both agree.
+    """
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        aware = handler(source)
+        # Anchored: pydantic-core searches, where re.fullmatch must match the whole text.
+        text = core_schema.str_schema(pattern=f"^(?:{_RFC3339_PATTERN})$")
+        return core_schema.json_or_python_schema(
+            json_schema=core_schema.chain_schema([text, aware]),
+            python_schema=handler.generate_schema(Timestamp),
+        )
+
+
+WireTimestamp = Annotated[AwareDatetime, _Rfc3339InRust]
 
 
 class Envelope(BaseModel):

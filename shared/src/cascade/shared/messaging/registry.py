@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, create_mode
 from cascade.shared.messaging.envelope import (
     DecodeError,
     Envelope,
+    WireTimestamp,
     decode,
     describe_validation_error,
 )
@@ -150,5 +151,6 @@ def _typed_envelope(event_type: EventType) -> builtins.type[Envelope]:
         f"Envelope[{event_type.type}]",
         __base__=Envelope,
         type=(only_this_type, ...),
+        time=(WireTimestamp, ...),
         payload=(event_type.model, Field(validation_alias="data", exclude=True)),
     )
