@@ -58,9 +58,9 @@ OPS_PER_TRANSACTION = 100
 
 @dataclass(frozen=True)
 class Workload:
-    events: int = 20_000
+    events: int = 40_000
     warmup: int = 5_000
-    rounds: int = 3
+    rounds: int = 5
     writers: int = 8
     rate: int = 1_000  # events/s offered for the latency figures
 
