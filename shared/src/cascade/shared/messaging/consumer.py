@@ -158,7 +158,7 @@ class EventConsumer:
                 return  # stopping: leave the offsets, the batch will be redelivered
             crash_point("after_db_commit_before_offset_commit")
             if self._config.offsets_after_db:
-                applied.add(fetched)
+                applied.add(fetched, consumer.assignment())
                 if applied.due():
                     await applied.commit(consumer)
                     crash_point("after_offset_commit")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -37,9 +37,13 @@ class AppliedOffsets:
         self._offsets: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
 
-    def add(self, fetched: Fetched) -> None:
-        """Records a batch whose database transaction has committed."""
-        self._offsets.update(next_offsets(fetched))
+    def add(self, fetched: Fetched, owned: Collection[TopicPartition]) -> None:
+        """Records a batch whose database transaction has committed, for the partitions
+        still `owned`: a partition revoked meanwhile was committed on revocation, and a
+        later commit of it could move its new owner's offset back."""
+        self._offsets.update(
+            (tp, offset) for tp, offset in next_offsets(fetched).items() if tp in owned
+        )
 
     def due(self) -> bool:
         """Whether the interval has passed with offsets waiting."""
