@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cascade.shared.messaging.dead_letters import DeadLetter, dead_letter_headers
 from cascade.shared.messaging.envelope import Envelope
-from cascade.shared.messaging.tables import PENDING, key_slot
+from cascade.shared.messaging.tables import key_slot
 
 # Kafka's default message limit is 1 MiB; keep room for the record's key and headers.
 MAX_EVENT_BYTES = 1_000_000
@@ -57,26 +57,13 @@ async def add_to_outbox(
 def _insert(table_name: str) -> TextClause:
     # One statement with one array per column, however many events: the cheapest way to
     # write a batch through asyncpg. Built once per table, not per business transaction.
+    # The outbox's trigger lists the rows as pending for the relay (tables.LIST_PENDING_DDL).
     return text(
-        listed_as_pending(
-            f"INSERT INTO {table_name} "  # noqa: S608 - our own table name
-            "(event_id, event_type, topic, message_key, key_slot, payload) "
-            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
-            "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
-            "CAST(:payloads AS bytea[]))"
-        )
-    )
-
-
-def listed_as_pending(insert_into_outbox: str) -> str:
-    """Returns the statement that runs `insert_into_outbox` (an INSERT INTO the outbox with
-    no RETURNING) and lists the rows it writes as pending for the relay, in one statement.
-
-    Every writer of outbox rows goes through this: a row not listed is never published.
-    """
-    return (
-        f"WITH written AS ({insert_into_outbox} RETURNING id, key_slot) "  # noqa: S608 - ours
-        f"INSERT INTO {PENDING} (id, key_slot) SELECT id, key_slot FROM written"
+        f"INSERT INTO {table_name} "  # noqa: S608 - our own table name
+        "(event_id, event_type, topic, message_key, key_slot, payload) "
+        "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
+        "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
+        "CAST(:payloads AS bytea[]))"
     )
 
 
@@ -108,13 +95,11 @@ async def add_dead_letters_to_outbox(
     ]
     await session.execute(
         text(
-            listed_as_pending(
-                f"INSERT INTO {table.name} "  # noqa: S608 - our own table name
-                "(event_id, event_type, topic, message_key, key_slot, payload, headers) "
-                "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
-                "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
-                "CAST(:payloads AS bytea[]), CAST(:headers AS bytea[]))"
-            )
+            f"INSERT INTO {table.name} "  # noqa: S608 - our own table name
+            "(event_id, event_type, topic, message_key, key_slot, payload, headers) "
+            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
+            "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
+            "CAST(:payloads AS bytea[]), CAST(:headers AS bytea[]))"
         ),
         {
             # Not the event's id: that one may be dead-lettered again after a replay.

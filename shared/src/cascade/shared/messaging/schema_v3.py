@@ -5,16 +5,19 @@ whole row (payload included) and, since `published_at` was in the claim index's 
 PostgreSQL could not update it in place: every mark wrote a new row version and new entries
 in every index. It was the largest database cost per event on the bus (`make bench-bus`).
 
-Now the business transaction also writes the row's id into `outbox_pending`, a narrow
-table, and the relay deletes the ids it has published. An outbox row is unpublished while
-its id is listed there; the row itself is never updated. Retention counts from creation:
-a row is pruned once it is older than the retention period and no longer pending.
+Now a statement-level trigger on the outbox lists every inserted row's id in
+`outbox_pending`, a narrow table, and the relay deletes the ids it has published. An
+outbox row is unpublished while its id is listed there; the row itself is never updated.
+Retention counts from creation: a row is pruned once it is older than the retention period
+and no longer pending.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from cascade.shared.messaging.tables import LIST_PENDING_DDL
 
 
 def upgrade() -> None:
@@ -25,6 +28,10 @@ def upgrade() -> None:
         sa.Column("key_slot", sa.SmallInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_outbox_pending"),
     )
+    for statement in LIST_PENDING_DDL:
+        op.execute(statement)
+    # The trigger and this copy run in the migration's transaction: a row committed by a
+    # writer of the previous release is either copied here or listed by the trigger.
     op.execute(
         "INSERT INTO outbox_pending (id, key_slot) "
         "SELECT id, key_slot FROM outbox_message WHERE published_at IS NULL"
@@ -35,6 +42,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     """Back to published_at: rows no longer pending count as published now."""
+    op.execute("DROP TRIGGER outbox_list_pending ON outbox_message")
+    op.execute("DROP FUNCTION outbox_list_pending()")
     op.add_column(
         "outbox_message", sa.Column("published_at", sa.DateTime(timezone=True), nullable=True)
     )

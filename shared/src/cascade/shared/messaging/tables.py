@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -16,14 +17,29 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    event,
     func,
 )
+from sqlalchemy.engine import Connection
 
 # Keys hash into this many slots; each relay publishes the slots it holds a lock on, so
 # one key is only ever published by one relay at a time (per-key order).
 KEY_SLOTS = 64
 
 PENDING = "outbox_pending"
+
+# Every row inserted into the outbox is listed as pending by the database itself, in the
+# inserting statement: no writer can forget it, whatever writes the row (the platform's
+# helpers, set-based SQL such as the accounts close, or an instance of the previous release
+# during a rolling upgrade). Statement-level: one INSERT per statement, not one per row.
+LIST_PENDING_DDL = (
+    "CREATE OR REPLACE FUNCTION outbox_list_pending() RETURNS trigger LANGUAGE plpgsql AS $$"  # noqa: S608
+    f" BEGIN INSERT INTO {PENDING} (id, key_slot) SELECT id, key_slot FROM written;"
+    " RETURN NULL; END $$",
+    "CREATE TRIGGER outbox_list_pending AFTER INSERT ON outbox_message"
+    " REFERENCING NEW TABLE AS written FOR EACH STATEMENT"
+    " EXECUTE FUNCTION outbox_list_pending()",
+)
 
 
 def key_slot(key: str) -> int:
@@ -37,7 +53,7 @@ def outbox_table(metadata: MetaData) -> Table:
     Also adds `outbox_pending` to `metadata`: the ids of the rows not yet published.
     """
     outbox_pending_table(metadata)
-    return Table(
+    outbox = Table(
         "outbox_message",
         metadata,
         # The identity gives the publishing order per key. It is insert order: business code
@@ -59,12 +75,20 @@ def outbox_table(metadata: MetaData) -> Table:
         # Pruning reads only the block ranges old enough (schema_v2).
         Index("ix_outbox_message_created_at", "created_at", postgresql_using="brin"),
     )
+    event.listen(outbox, "after_create", _create_list_pending_trigger)
+    return outbox
+
+
+def _create_list_pending_trigger(target: Table, connection: Connection, **_: Any) -> None:
+    """For metadata.create_all (tests, benchmarks); migrations run the same statements."""
+    for statement in LIST_PENDING_DDL:
+        connection.exec_driver_sql(statement)
 
 
 def outbox_pending_table(metadata: MetaData) -> Table:
     """Returns the ids of the outbox rows not yet published, in publishing order (schema_v3).
 
-    Written with the row in the business transaction and deleted by the relay after the
+    Written with the row, by the outbox's trigger, and deleted by the relay after the
     broker's acknowledgement: the outbox row itself is never updated, which keeps marking
     a row published cheap (no new version of a wide row, no index entries).
     """

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cascade.accounts.domain.model import Policy
 from cascade.shared.contracts import accounts as contract
-from cascade.shared.messaging.outbox import listed_as_pending
 
 _AGE = """
 WITH candidates AS MATERIALIZED (
@@ -127,9 +126,6 @@ FROM aged {join},
 WHERE {where}
 """
 
-# Listed as pending in the same statement, so that the relay publishes every row written.
-_OUTBOX_LISTED = listed_as_pending(_OUTBOX)
-
 # (type, which accounts, what the payload adds, a join it needs); in the order that
 # `domain.events.transitions` uses. Only delinquency-started reads the contact snapshot.
 _EVENTS = (
@@ -206,9 +202,8 @@ async def age_accounts(
     aged = int(await session.scalar(text("SELECT count(*) FROM aged")) or 0)
     written = 0
     for type_name, where, more, join in _EVENTS:
-        sql = _OUTBOX_LISTED.replace("{more}", more).replace("{where}", where)
         result = await session.execute(
-            text(sql.replace("{join}", join)),
+            text(_OUTBOX.replace("{more}", more).replace("{where}", where).replace("{join}", join)),
             {
                 "type": type_name,
                 "topic": contract.TOPIC,
