@@ -56,7 +56,7 @@ migrate: ## Apply a service's migrations: make migrate SERVICE=accounts (or all)
 topics: ## Create every declared topic that is missing (KAFKA_BOOTSTRAP_SERVERS)
 	$(RUN) cascade topics apply
 
-bench-bus: kafka-jars ## Benchmark: raw aiokafka vs outbox → relay → consumer → inbox (BENCH_EVENTS)
+bench-bus: kafka-jars ## Benchmark: raw aiokafka vs outbox → relay → consumer → inbox (BENCH_EVENTS, _ROUNDS, _WRITERS, _WARMUP, _RATE)
 	$(RUN) python -m cascade.shared.benchmarks.bus
 
 bench-aging: kafka-jars ## Benchmark: a business-day close of 1M then 5M accounts (BENCH_ACCOUNTS, BENCH_DELINQUENT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from cascade.shared.messaging.offsets import AppliedOffsets
@@ -60,3 +61,30 @@ async def test_a_partition_revoked_before_its_batch_was_recorded_is_not_committe
     consumer = RecordingConsumer({P0, P1})  # even if P0 comes back later
     await applied.commit(consumer)  # type: ignore[arg-type]
     assert consumer.commits == [{P1: 10}]
+
+
+class RefusingConsumer(RecordingConsumer):
+    """A commit that Kafka refuses (a rebalance under way)."""
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        raise CommitFailedError("the group rebalanced")
+
+
+async def test_refused_offsets_wait_for_the_next_commit_unless_newer_ones_came() -> None:
+    applied = AppliedOffsets(interval_s=0)
+    applied.add(batch(P0, 3) | batch(P1, 4), owned={P0, P1})
+    assert not await applied.commit(RefusingConsumer({P0}))  # type: ignore[arg-type]
+    applied.add(batch(P0, 1), owned={P0})  # an older offset must not win
+    consumer = RecordingConsumer({P0, P1})
+    await applied.commit(consumer)  # type: ignore[arg-type]
+    assert consumer.commits == [{P0: 4}]  # P1 was no longer ours when refused
+
+
+async def test_a_hand_over_commits_then_forgets_the_revoked_partitions() -> None:
+    applied = AppliedOffsets(interval_s=3600)
+    applied.add(batch(P0, 3) | batch(P1, 4), owned={P0, P1})
+    refusing = RefusingConsumer({P0, P1})
+    await applied.hand_over(refusing, revoked={P0})  # type: ignore[arg-type]
+    consumer = RecordingConsumer({P0, P1})
+    await applied.commit(consumer)  # type: ignore[arg-type]
+    assert consumer.commits == [{P1: 5}]

@@ -141,8 +141,9 @@ class Pipeline:
     """Outbox → relay → consumer → inbox + effect, all in this process."""
 
     def __init__(self, url: str, bootstrap: str, writers: int) -> None:
-        # A connection per writer, one for the consumer, one for the relay's housekeeping.
-        self.engine = create_async_engine(url, pool_size=writers + 2)
+        # A connection per writer, one for the consumer and two for the relay (its own
+        # session, which holds its slot locks, and its housekeeping).
+        self.engine = create_async_engine(url, pool_size=writers + 3)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.kafka = KafkaSettings(bootstrap_servers=bootstrap)
         self.writers = writers

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeAlias
 
 from aiokafka import ConsumerRebalanceListener
@@ -21,18 +21,20 @@ Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     """Lets the batch in flight reach its database commit before partitions move, then
-    commits the offsets applied so far, so that the next owner starts after them."""
+    hands the applied offsets over, so that the next owner starts after them."""
 
-    def __init__(self, lock: asyncio.Lock, commit_applied: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(
+        self, lock: asyncio.Lock, hand_over: Callable[[Collection[Any]], Awaitable[Any]]
+    ) -> None:
         self._lock = lock
-        self._commit_applied = commit_applied
+        self._hand_over = hand_over
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # The lock covers decode and database work, not the offset commit, so waiting
         # here cannot deadlock with a commit that needs the coordinator.
         async with self._lock:
             log.info("consumer.partitions_revoked", count=len(revoked))
-        await self._commit_applied()
+        await self._hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("consumer.partitions_assigned", count=len(assigned))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Collection, Mapping, Sequence
 
@@ -36,14 +37,17 @@ class AppliedOffsets:
         self._interval_s = interval_s
         self._offsets: dict[TopicPartition, int] = {}
         self._committed_at = time.monotonic()
+        # One commit at a time (the loop's and the rebalance listener's): an older commit
+        # can then never land after a newer one and move an offset back.
+        self._committing = asyncio.Lock()
 
     def add(self, fetched: Fetched, owned: Collection[TopicPartition]) -> None:
         """Records a batch whose database transaction has committed, for the partitions
-        still `owned`: a partition revoked meanwhile was committed on revocation, and a
-        later commit of it could move its new owner's offset back."""
-        self._offsets.update(
-            (tp, offset) for tp, offset in next_offsets(fetched).items() if tp in owned
-        )
+        `owned` (a partition already reassigned is not for us to commit any more). A
+        redelivered batch cannot take a partition's offset back."""
+        for tp, offset in next_offsets(fetched).items():
+            if tp in owned:
+                self._offsets[tp] = max(offset, self._offsets.get(tp, offset))
 
     def due(self) -> bool:
         """Whether the interval has passed with offsets waiting."""
@@ -51,10 +55,31 @@ class AppliedOffsets:
         return bool(self._offsets) and waited >= self._interval_s
 
     async def commit(self, consumer: AIOKafkaConsumer) -> bool:
-        """Commits the waiting offsets; returns whether Kafka took them."""
-        offsets, self._offsets = self._offsets, {}
-        self._committed_at = time.monotonic()
-        return await commit_positions(consumer, offsets)
+        """Commits the waiting offsets; returns whether Kafka took them.
+
+        Offsets Kafka refused stay waiting for the next commit, for the partitions still
+        assigned (a newer offset recorded meanwhile wins).
+        """
+        async with self._committing:
+            offsets, self._offsets = self._offsets, {}
+            self._committed_at = time.monotonic()
+            if not offsets or await commit_positions(consumer, offsets):
+                return bool(offsets)
+            owned = consumer.assignment()
+            for tp, offset in offsets.items():
+                if tp in owned:
+                    self._offsets[tp] = max(offset, self._offsets.get(tp, offset))
+            return False
+
+    async def hand_over(
+        self, consumer: AIOKafkaConsumer, revoked: Collection[TopicPartition]
+    ) -> None:
+        """On revocation: commits what was applied, then forgets the revoked partitions,
+        whose next owner continues from there."""
+        await self.commit(consumer)
+        async with self._committing:
+            for tp in revoked:
+                self._offsets.pop(tp, None)
 
 
 async def commit_offsets(consumer: AIOKafkaConsumer, fetched: Fetched) -> bool:

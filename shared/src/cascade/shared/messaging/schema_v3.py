@@ -49,7 +49,7 @@ def downgrade() -> None:
     )
     op.execute(
         "UPDATE outbox_message SET published_at = now() "
-        "WHERE id NOT IN (SELECT id FROM outbox_pending)"
+        "WHERE NOT EXISTS (SELECT 1 FROM outbox_pending p WHERE p.id = outbox_message.id)"
     )
     op.create_index(
         "ix_outbox_message_unpublished_id",
