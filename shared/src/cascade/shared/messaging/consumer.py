@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,7 +27,6 @@ from cascade.shared.messaging.batch import (
     Record,
     decode_batch,
     event_id_of,
-    first_occurrences,
     fqcn,
     position,
 )
@@ -203,7 +201,13 @@ class EventConsumer:
     async def _transaction(self, events: Sequence[DecodedEvent]) -> list[DeadLetter]:
         """Applies the events in one transaction; returns dead letters for those refused."""
         async with self._sessions() as session, session.begin():
-            fresh = await self._new_events(session, events) if self._config.dedup else events
+            fresh = (
+                await inbox.fresh_events(
+                    session, self._inbox, self._config.group_id, events, self._metrics.duplicates
+                )
+                if self._config.dedup
+                else events
+            )
             refused = list(await self._handler(session, fresh) or ())
             if refused:
                 # Not recorded as processed: a replay of a refused event must be applied.
@@ -212,24 +216,6 @@ class EventConsumer:
             crash_point("in_handler_before_db_commit")
         count_by_type(self._metrics.consumed, [event.envelope.type for event in fresh])
         return [dead_letter_of(rejection) for rejection in refused]
-
-    async def _new_events(
-        self, session: AsyncSession, events: Sequence[DecodedEvent]
-    ) -> Sequence[DecodedEvent]:
-        """Records the batch in the inbox; returns the events not applied before, once each."""
-        unique = first_occurrences(events)
-        ids = [event.envelope.id for event in unique]
-        new_ids = await inbox.claim_new(session, self._inbox, self._config.group_id, ids)
-        if len(new_ids) == len(events):
-            return events  # the usual case: nothing seen before, nothing to count
-        fresh = [event for event in unique if event.envelope.id in new_ids]
-        # Counted before the handler runs, so a test process killed later still shows it.
-        skipped = Counter(e.envelope.type for e in events)
-        skipped.subtract(e.envelope.type for e in fresh)
-        for event_type, count in skipped.items():
-            if count:
-                self._metrics.duplicates.labels(event_type).inc(count)
-        return fresh
 
     def _decode(self, records: list[Record]) -> tuple[list[DecodedEvent], list[DeadLetter]]:
         return decode_batch(records, self._registry)

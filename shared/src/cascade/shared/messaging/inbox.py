@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 from functools import cache
 
+from prometheus_client import Counter
 from sqlalchemy import Table, TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from cascade.shared.messaging.batch import first_occurrences
+from cascade.shared.messaging.registry import DecodedEvent
+
+
+async def fresh_events(
+    session: AsyncSession,
+    table: Table,
+    consumer_group: str,
+    events: Sequence[DecodedEvent],
+    duplicates: Counter,
+) -> Sequence[DecodedEvent]:
+    """Records a batch in the inbox; returns the events not applied before, once each."""
+    unique = first_occurrences(events)
+    ids = [event.envelope.id for event in unique]
+    new_ids = await claim_new(session, table, consumer_group, ids)
+    if len(new_ids) == len(events):
+        return events  # the usual case: nothing seen before, nothing to count
+    fresh = [event for event in unique if event.envelope.id in new_ids]
+    # Counted before the handler runs, so a test process killed later still shows it.
+    skipped = collections.Counter(e.envelope.type for e in events)
+    skipped.subtract(e.envelope.type for e in fresh)
+    for event_type, count in skipped.items():
+        if count:
+            duplicates.labels(event_type).inc(count)
+    return fresh
 
 
 async def claim_new(
