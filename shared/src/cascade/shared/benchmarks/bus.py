@@ -23,7 +23,7 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -67,13 +67,10 @@ class Workload:
     @classmethod
     def from_environment(cls) -> Workload:
         """Reads BENCH_EVENTS, BENCH_WARMUP, BENCH_ROUNDS, BENCH_WRITERS and BENCH_RATE."""
-        fields = ("events", "warmup", "rounds", "writers", "rate")
-        given = {
-            f: int(os.environ[f"BENCH_{f.upper()}"])
-            for f in fields
-            if f"BENCH_{f.upper()}" in os.environ
-        }
-        return cls(**given)
+        names = {f"BENCH_{field.name.upper()}": field.name for field in fields(cls)}
+        return cls(
+            **{name: int(os.environ[var]) for var, name in names.items() if var in os.environ}
+        )
 
 
 async def raw_throughputs(bootstrap: str, work: Workload) -> list[float]:

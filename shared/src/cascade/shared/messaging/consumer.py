@@ -145,8 +145,7 @@ class EventConsumer:
         while not stop.is_set():
             fetched = await consumer.getmany(timeout_ms=200, max_records=self._config.max_records)
             if not fetched:
-                if applied.due():
-                    await applied.commit(consumer)
+                await applied.commit_if_due(consumer)
                 continue
             crash_point("after_poll")
             if not self._config.offsets_after_db:  # the broken order, for R3's control only
@@ -157,8 +156,7 @@ class EventConsumer:
             crash_point("after_db_commit_before_offset_commit")
             if self._config.offsets_after_db:
                 applied.add(fetched, consumer.assignment())
-                if applied.due():
-                    await applied.commit(consumer)
+                if await applied.commit_if_due(consumer):
                     crash_point("after_offset_commit")
             record_lag(consumer, fetched, self._metrics)
 

@@ -54,6 +54,10 @@ class AppliedOffsets:
         waited = time.monotonic() - self._committed_at
         return bool(self._offsets) and waited >= self._interval_s
 
+    async def commit_if_due(self, consumer: AIOKafkaConsumer) -> bool:
+        """Commits the waiting offsets if the interval has passed; returns whether it did."""
+        return self.due() and await self.commit(consumer)
+
     async def commit(self, consumer: AIOKafkaConsumer) -> bool:
         """Commits the waiting offsets; returns whether Kafka took them.
 

@@ -54,16 +54,18 @@ async def add_to_outbox(
 
 
 @cache
-def _insert(table_name: str) -> TextClause:
+def _insert(table_name: str, *, with_headers: bool = False) -> TextClause:
     # One statement with one array per column, however many events: the cheapest way to
     # write a batch through asyncpg. Built once per table, not per business transaction.
+    # Events carry no headers, so their statement leaves that array out; dead letters do.
     # The outbox's trigger lists the rows as pending for the relay (tables.LIST_PENDING_DDL).
+    headers = (", headers", ", CAST(:headers AS bytea[])") if with_headers else ("", "")
     return text(
         f"INSERT INTO {table_name} "  # noqa: S608 - our own table name
-        "(event_id, event_type, topic, message_key, key_slot, payload) "
+        f"(event_id, event_type, topic, message_key, key_slot, payload{headers[0]}) "
         "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
         "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
-        "CAST(:payloads AS bytea[]))"
+        f"CAST(:payloads AS bytea[]){headers[1]})"
     )
 
 
@@ -94,13 +96,7 @@ async def add_dead_letters_to_outbox(
         for letter in letters
     ]
     await session.execute(
-        text(
-            f"INSERT INTO {table.name} "  # noqa: S608 - our own table name
-            "(event_id, event_type, topic, message_key, key_slot, payload, headers) "
-            "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
-            "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
-            "CAST(:payloads AS bytea[]), CAST(:headers AS bytea[]))"
-        ),
+        _insert(table.name, with_headers=True),
         {
             # Not the event's id: that one may be dead-lettered again after a replay.
             "ids": [f"dead-letter:{uuid.uuid4()}" for _ in letters],
