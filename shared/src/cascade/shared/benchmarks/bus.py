@@ -7,11 +7,12 @@ partitions, acks=all and the idempotent producer. Then (b) at a fixed offered lo
 end-to-end latency. The last line printed is one JSON object.
 
 Both paths start from the same events (envelopes built before the clock starts), serialize
-them and are warmed up first; each is timed over several rounds and its median reported,
-because a single round on two shared cores varies by a third. (b)'s business operations
-come from several concurrent writers, as requests do in a service: one writer alone
-measures its own commit round trips, not the bus. Each key has one writer, so per-key
-order is as in a service that serialises one account's operations.
+them and are warmed up first. Their rounds alternate (a b, b a, a b, ...) and the ratio is
+the median of each round's (b)/(a): this machine's speed drifts by a third and more within
+minutes, and timing all of (a) before all of (b) measured that drift as much as the bus.
+(b)'s business operations come from several concurrent writers, as requests do in a
+service: one writer alone measures its own commit round trips, not the bus. Each key has
+one writer, so per-key order is as in a service that serialises one account's operations.
 """
 
 from __future__ import annotations
@@ -25,9 +26,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from cascade.shared.benchmarks.infra import fresh_infrastructure
@@ -73,47 +72,40 @@ class Workload:
         )
 
 
-async def raw_throughputs(bootstrap: str, work: Workload) -> list[float]:
-    """Returns events/s of aiokafka producing and a group consuming, no database, per round."""
-    topic = unique_name("bench-raw")
-    await create_topics(bootstrap, [topic], partitions=PARTITIONS)
-    kafka = KafkaSettings(bootstrap_servers=bootstrap)
-    consumer = make_consumer(kafka, group_id=unique_name("bench"), client_id="bench-raw")
-    consumer.subscribe([topic])
-    await consumer.start()
-    producer = make_producer(kafka, client_id="bench-raw")
-    await producer.start()
-    try:
-        # Warm-up, as (b) has: the group joined, the broker's code paths compiled.
-        await _produce_and_drain(producer, consumer, topic, make_steps(work.warmup, 1000))
-        figures = []
-        for first in _round_starts(work):
-            steps = make_steps(work.events, 1000, start=first)
-            _freeze_inputs()
-            started = time.perf_counter()
-            await _produce_and_drain(producer, consumer, topic, steps)
-            figures.append(work.events / (time.perf_counter() - started))
-        return figures
-    finally:
-        await producer.stop()
-        await consumer.stop()
+class RawPath:
+    """(a): aiokafka producing to a topic and a group consuming it, no database."""
 
+    def __init__(self, bootstrap: str) -> None:
+        self.topic = unique_name("bench-raw")
+        self.bootstrap = bootstrap
+        kafka = KafkaSettings(bootstrap_servers=bootstrap)
+        self.consumer = make_consumer(kafka, group_id=unique_name("bench"), client_id="bench-raw")
+        self.producer = make_producer(kafka, client_id="bench-raw")
 
-def _round_starts(work: Workload) -> range:
-    return range(work.warmup, work.warmup + work.rounds * work.events, work.events)
+    async def start(self) -> None:
+        await create_topics(self.bootstrap, [self.topic], partitions=PARTITIONS)
+        self.consumer.subscribe([self.topic])
+        await self.consumer.start()
+        await self.producer.start()
 
+    async def stop(self) -> None:
+        await self.producer.stop()
+        await self.consumer.stop()
 
-async def _produce_and_drain(
-    producer: AIOKafkaProducer,
-    consumer: AIOKafkaConsumer,
-    topic: str,
-    steps: Sequence[Envelope],
-) -> None:
-    consumed = asyncio.create_task(_drain(consumer, len(steps)))
-    # Serialised here, as (b)'s outbox serialises them: both start from the same events.
-    deliveries = [await producer.send(topic, e.to_bytes(), key=e.key) for e in steps]
-    await asyncio.gather(*deliveries)
-    await consumed
+    async def run(self, steps: Sequence[Envelope]) -> None:
+        """Produces `steps` and returns once the group has consumed every one."""
+        consumed = asyncio.create_task(self._drain(len(steps)))
+        # Serialised here, as (b)'s outbox serialises them: both start from the same events.
+        deliveries = [await self.producer.send(self.topic, e.to_bytes(), key=e.key) for e in steps]
+        await asyncio.gather(*deliveries)
+        await consumed
+
+    async def _drain(self, events: int) -> None:
+        seen = 0
+        while seen < events:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=5000)
+            seen += sum(len(records) for records in batches.values())
+            await self.consumer.commit()
 
 
 def _freeze_inputs() -> None:
@@ -126,16 +118,8 @@ def _freeze_inputs() -> None:
     gc.freeze()
 
 
-async def _drain(consumer: AIOKafkaConsumer, events: int) -> None:
-    seen = 0
-    while seen < events:
-        batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-        seen += sum(len(records) for records in batches.values())
-        await consumer.commit()
-
-
 class Pipeline:
-    """Outbox → relay → consumer → inbox + effect, all in this process."""
+    """(b): outbox → relay → consumer → inbox + effect, all in this process."""
 
     def __init__(self, url: str, bootstrap: str, writers: int) -> None:
         # A connection per writer, one for the consumer and two for the relay (its own
@@ -143,11 +127,15 @@ class Pipeline:
         self.engine = create_async_engine(url, pool_size=writers + 3)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.kafka = KafkaSettings(bootstrap_servers=bootstrap)
+        self.topic = unique_name("bench-pipeline")
         self.writers = writers
         self.applied = 0
+        self._wanted = 0
+        self._all_applied = asyncio.Event()
         self.latencies_ms: list[float] = []
-        self.measuring_latency = False  # the throughput run does not pay for latency figures
-        self.stop = asyncio.Event()
+        self.measuring_latency = False  # the throughput rounds do not pay for latency figures
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def handle(self, session: AsyncSession, events: Sequence[DecodedEvent]) -> None:
         await record_effects(session, events, "bench")
@@ -155,8 +143,11 @@ class Pipeline:
             now = datetime.now(UTC)
             self.latencies_ms += [(now - e.envelope.time).total_seconds() * 1000 for e in events]
         self.applied += len(events)
+        if self.applied >= self._wanted:
+            self._all_applied.set()
 
-    async def start(self, topic: str) -> list[asyncio.Task[None]]:
+    async def start(self) -> None:
+        await create_topics(self.kafka.bootstrap_servers, [self.topic], partitions=PARTITIONS)
         metrics = BusMetrics()
         relay = OutboxRelay(
             self.engine,
@@ -167,7 +158,7 @@ class Pipeline:
         )
         group = unique_name("bench")
         consumer = EventConsumer(
-            ConsumerConfig(group, (topic,), unique_name("bench-dlq"), max_records=2000),
+            ConsumerConfig(group, (self.topic,), unique_name("bench-dlq"), max_records=2000),
             consumer_factory=lambda: make_consumer(self.kafka, group_id=group, client_id="b"),
             producer_factory=lambda: make_producer(self.kafka, client_id="bench-dlq"),
             sessions=self.sessions,
@@ -176,73 +167,95 @@ class Pipeline:
             handler=self.handle,
             metrics=metrics,
         )
-        return [
-            asyncio.create_task(relay.run(self.stop)),
-            asyncio.create_task(consumer.run(self.stop)),
+        self._tasks = [
+            asyncio.create_task(relay.run(self._stop)),
+            asyncio.create_task(consumer.run(self._stop)),
         ]
 
-    async def write(self, topic: str, steps: Sequence[Envelope]) -> None:
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+        await self.engine.dispose()
+
+    async def run(self, steps: Sequence[Envelope]) -> None:
+        """Writes `steps` and returns once every one has been applied by the consumer."""
+        wanted = self.applied + len(steps)
+        await self.write(steps)
+        await self.wait_applied(wanted)
+
+    async def write(self, steps: Sequence[Envelope]) -> None:
         """Business operations from concurrent writers, one writer per key: each
         transaction adds a batch of events to the outbox."""
         shares: list[list[Envelope]] = [[] for _ in range(self.writers)]
         for step in steps:
             shares[key_slot(step.subject) % self.writers].append(step)
-        await asyncio.gather(*(self._write(topic, share) for share in shares))
+        await asyncio.gather(*(self._write(share) for share in shares))
 
-    async def _write(self, topic: str, steps: Sequence[Envelope]) -> None:
+    async def _write(self, steps: Sequence[Envelope]) -> None:
         for first in range(0, len(steps), OPS_PER_TRANSACTION):
             async with self.sessions() as session, session.begin():
                 chunk = steps[first : first + OPS_PER_TRANSACTION]
-                await add_to_outbox(session, OUTBOX, [(topic, e) for e in chunk])
+                await add_to_outbox(session, OUTBOX, [(self.topic, e) for e in chunk])
 
     async def wait_applied(self, count: int, deadline_s: float = 600) -> None:
-        deadline = time.monotonic() + deadline_s
-        while self.applied < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {self.applied} of {count} events applied")
-            await asyncio.sleep(0.01)
+        self._wanted = count
+        self._all_applied.clear()
+        if self.applied >= count:
+            return
+        try:
+            await asyncio.wait_for(self._all_applied.wait(), deadline_s)
+        except TimeoutError:
+            raise TimeoutError(f"only {self.applied} of {count} events applied") from None
 
 
-async def pipeline_figures(url: str, bootstrap: str, work: Workload) -> dict[str, Any]:
-    """Returns (b)'s throughput per round and its latency at `work.rate` events/s offered."""
-    topic = unique_name("bench-pipeline")
-    await create_topics(bootstrap, [topic], partitions=PARTITIONS)
-    pipeline = Pipeline(url, bootstrap, work.writers)
-    tasks = await pipeline.start(topic)
-    try:
-        # Warm-up, as (a) has: connections, the group joined, the broker's code compiled.
-        await pipeline.write(topic, make_steps(work.warmup, 1000))
-        await pipeline.wait_applied(work.warmup)
-        throughputs = []
-        for first in _round_starts(work):
+async def alternating_rounds(
+    raw: RawPath, pipeline: Pipeline, work: Workload
+) -> tuple[list[float], list[float]]:
+    """Returns events/s of (a) and of (b) per round, the two timed back to back.
+
+    The order alternates (a b, b a, ...), so that neither path always runs second, on a
+    heap and a broker the other one has just warmed or filled.
+    """
+    raws: list[float] = []
+    pipelines: list[float] = []
+    first = work.warmup
+    for index in range(work.rounds):
+        raw_first = index % 2 == 0
+        for path in ("raw", "pipeline") if raw_first else ("pipeline", "raw"):
             steps = make_steps(work.events, 1000, start=first)
+            first += work.events
             _freeze_inputs()
             started = time.perf_counter()
-            await pipeline.write(topic, steps)
-            await pipeline.wait_applied(first + work.events)
-            throughputs.append(work.events / (time.perf_counter() - started))
-        pipeline.measuring_latency = True
-        done = pipeline.applied
-        offered = await _offer(pipeline, topic, work.rate, seconds=10, start=done)
-        await pipeline.wait_applied(done + offered)
-        latencies = sorted(pipeline.latencies_ms)
-        return {
-            "throughputs": throughputs,
-            "p50_ms": statistics.median(latencies),
-            "p99_ms": latencies[int(len(latencies) * 0.99) - 1],
-        }
-    finally:
-        pipeline.stop.set()
-        await asyncio.gather(*tasks)
-        await pipeline.engine.dispose()
+            if path == "raw":
+                await raw.run(steps)
+            else:
+                await pipeline.run(steps)
+            (raws if path == "raw" else pipelines).append(
+                work.events / (time.perf_counter() - started)
+            )
+        print(
+            f"    round {index + 1}: (a) {raws[-1]:,.0f}  (b) {pipelines[-1]:,.0f} events/s"
+            f"  (b)/(a) {pipelines[-1] / raws[-1]:.3f}"
+        )
+    return raws, pipelines
 
 
-async def _offer(pipeline: Pipeline, topic: str, rate: int, seconds: int, start: int) -> int:
+async def latency_figures(pipeline: Pipeline, rate: int, start: int) -> tuple[float, float]:
+    """Returns p50 and p99 end-to-end milliseconds of (b) at `rate` events/s offered."""
+    pipeline.measuring_latency = True
+    done = pipeline.applied
+    offered = await _offer(pipeline, rate, seconds=10, start=start)
+    await pipeline.wait_applied(done + offered)
+    latencies = sorted(pipeline.latencies_ms)
+    return statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+
+
+async def _offer(pipeline: Pipeline, rate: int, seconds: int, start: int) -> int:
     """Offers `rate` events/s in 10 slices a second, each its own transaction."""
     per_slice, sent = max(rate // 10, 1), 0
     next_slice = time.monotonic()
     while sent < rate * seconds:
-        await pipeline.write(topic, make_steps(per_slice, 1000, start=start + sent))
+        await pipeline.write(make_steps(per_slice, 1000, start=start + sent))
         sent += per_slice
         next_slice += 0.1
         await asyncio.sleep(max(next_slice - time.monotonic(), 0))  # pacing the offered load
@@ -250,39 +263,47 @@ async def _offer(pipeline: Pipeline, topic: str, rate: int, seconds: int, start:
 
 
 async def measure(bootstrap: str, server_url: str, work: Workload) -> None:
-    """Runs (a) then (b) and prints the figures, the last line as JSON."""
+    """Runs (a) and (b) in alternating rounds and prints the figures, the last line as JSON."""
     await create_database(server_url, "bench")
     url = database_url(server_url, "bench")
     await create_bus_schema(url)
-    raws = await raw_throughputs(bootstrap, work)
-    raw = statistics.median(raws)
+    raw, pipeline = RawPath(bootstrap), Pipeline(url, bootstrap, work.writers)
+    await raw.start()
+    await pipeline.start()
+    try:
+        # Warm-up: connections, the groups joined, the broker's code paths compiled.
+        await raw.run(make_steps(work.warmup, 1000))
+        await pipeline.run(make_steps(work.warmup, 1000))
+        print(
+            f"{work.rounds} rounds of {work.events} events, {PARTITIONS} partitions; "
+            f"(b) from {work.writers} writers"
+        )
+        raws, pipelines = await alternating_rounds(raw, pipeline, work)
+        p50, p99 = await latency_figures(
+            pipeline, work.rate, start=work.warmup + 2 * work.rounds * work.events
+        )
+    finally:
+        await pipeline.stop()
+        await raw.stop()
+    ratio = statistics.median(b / a for a, b in zip(raws, pipelines, strict=True))
+    print(f"(a) raw aiokafka: {statistics.median(raws):,.0f} events/s (median)")
     print(
-        f"(a) raw aiokafka, {work.events} events, {PARTITIONS} partitions: {raw:,.0f} events/s"
-        f"  (median of {_listed(raws)})"
+        f"(b) outbox -> relay -> consumer -> inbox + effect: "
+        f"{statistics.median(pipelines):,.0f} events/s (median)"
     )
-    figures = await pipeline_figures(url, bootstrap, work)
-    pipeline = statistics.median(figures["throughputs"])
-    print(
-        f"(b) outbox -> relay -> consumer -> inbox + effect, {work.writers} writers: "
-        f"{pipeline:,.0f} events/s  (median of {_listed(figures['throughputs'])})"
-    )
-    print(f"    ratio (b)/(a) = {pipeline / raw:.2f}  (target >= 0.40)")
+    print(f"    ratio (b)/(a) = {ratio:.3f}, the median of the rounds' ratios (target >= 0.40)")
     print(
         f"    end-to-end latency at {work.rate} events/s offered: "
-        f"p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms"
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
     )
     result = {
-        "raw_events_per_s": round(raw),
-        "pipeline_events_per_s": round(pipeline),
-        "ratio": round(pipeline / raw, 3),
-        "p50_ms": round(figures["p50_ms"], 1),
-        "p99_ms": round(figures["p99_ms"], 1),
+        "raw_events_per_s": round(statistics.median(raws)),
+        "pipeline_events_per_s": round(statistics.median(pipelines)),
+        "ratio": round(ratio, 3),
+        "p50_ms": round(p50, 1),
+        "p99_ms": round(p99, 1),
     }
     print(json.dumps(result))
-
-
-def _listed(figures: Sequence[float]) -> str:
-    return ", ".join(f"{figure:,.0f}" for figure in figures)
 
 
 def main() -> None:

@@ -62,6 +62,12 @@ class RelaySettings:
     max_backoff_s: float = 5.0
     retention: timedelta = timedelta(days=7)
     housekeeping_every_s: float = 10.0
+    # outbox_pending takes an insert and a delete per event. Its dead entries are scanned
+    # by every claim (which reads from the lowest id) until a vacuum removes them, and
+    # autovacuum visits a database about once a minute: at 10,000 events/s an idle claim
+    # grew from 0.2 to over 5 ms. So the relay vacuums it after this many published rows;
+    # None leaves it to autovacuum.
+    vacuum_every_rows: int | None = 20_000
     # False only in the negative-control test: a plain SKIP LOCKED claim, no key slots.
     partition_by_key: bool = True
     embedded_broker: bool = False
@@ -92,6 +98,7 @@ class OutboxRelay:
         )
         self._claim = self._claim_query()  # built once: slots are a parameter
         self._partitions = PartitionCache()
+        self._published_since_vacuum = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publishes until `stop` is set, riding out broker and database outages."""
@@ -152,6 +159,7 @@ class OutboxRelay:
                 rebalance_at = time.monotonic() + self._settings.rebalance_every_s
             published = await self._publish_batch(connection, producer)
             backoff.reset()
+            await self._vacuum_if_due(connection, published)
             if published == 0:
                 await wait_or_stop(stop, self._settings.idle_poll_s)
 
@@ -205,6 +213,17 @@ class OutboxRelay:
         await connection.commit()
         count_by_type(self._metrics.published, types)
         return len(ids)
+
+    async def _vacuum_if_due(self, connection: AsyncConnection, published: int) -> None:
+        self._published_since_vacuum += published
+        every = self._settings.vacuum_every_rows
+        # Only on the autocommit connection of slot locks: VACUUM cannot run in a transaction.
+        if every is None or not self._settings.partition_by_key:
+            return
+        if self._published_since_vacuum >= every:
+            # SKIP_LOCKED: another relay vacuuming the table right now does the same job.
+            await connection.exec_driver_sql(f"VACUUM (SKIP_LOCKED) {PENDING}")
+            self._published_since_vacuum = 0
 
     def _claim_query(self) -> Any:
         table, pending = self._table, self._pending
