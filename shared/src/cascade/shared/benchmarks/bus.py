@@ -7,9 +7,10 @@ partitions, acks=all and the idempotent producer. Then (b) at a fixed offered lo
 end-to-end latency. The last line printed is one JSON object.
 
 Both paths start from the same events (envelopes built before the clock starts), serialize
-them and are warmed up first. Their rounds alternate (a b, b a, a b, ...) and the ratio is
-the median of each round's (b)/(a): this machine's speed drifts by a third and more within
-minutes, and timing all of (a) before all of (b) measured that drift as much as the bus.
+them and are warmed up first. Each round times (a), (b), (a) back to back, and the ratio is
+the median of the rounds' (b) over the mean of its two (a): this machine's speed drifts by
+a third and more within minutes, and timing all of (a) before all of (b) measured that
+drift as much as the bus.
 (b)'s business operations come from several concurrent writers, as requests do in a
 service: one writer alone measures its own commit round trips, not the bus. Each key has
 one writer, so per-key order is as in a service that serialises one account's operations.
@@ -23,8 +24,8 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
@@ -208,36 +209,46 @@ class Pipeline:
             raise TimeoutError(f"only {self.applied} of {count} events applied") from None
 
 
-async def alternating_rounds(
-    raw: RawPath, pipeline: Pipeline, work: Workload
-) -> tuple[list[float], list[float]]:
-    """Returns events/s of (a) and of (b) per round, the two timed back to back.
+@dataclass
+class Rounds:
+    """Events/s of every (a) and (b) run, and each round's (b)/(a)."""
 
-    The order alternates (a b, b a, ...), so that neither path always runs second, on a
-    heap and a broker the other one has just warmed or filled.
+    raws: list[float] = field(default_factory=list)
+    pipelines: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+
+
+async def paired_rounds(raw: RawPath, pipeline: Pipeline, work: Workload) -> Rounds:
+    """Times each round as (a) (b) (a), back to back.
+
+    A round's ratio is (b) over the mean of the (a) just before and just after it, so that
+    a drift of the machine's speed during the round cancels out instead of landing on
+    whichever path ran at the slower moment.
     """
-    raws: list[float] = []
-    pipelines: list[float] = []
+    rounds = Rounds()
     first = work.warmup
+
+    async def timed(run: Callable[[list[Envelope]], Awaitable[None]]) -> float:
+        nonlocal first
+        steps = make_steps(work.events, 1000, start=first)
+        first += work.events
+        _freeze_inputs()
+        started = time.perf_counter()
+        await run(steps)
+        return work.events / (time.perf_counter() - started)
+
     for index in range(work.rounds):
-        raw_first = index % 2 == 0
-        for path in ("raw", "pipeline") if raw_first else ("pipeline", "raw"):
-            steps = make_steps(work.events, 1000, start=first)
-            first += work.events
-            _freeze_inputs()
-            started = time.perf_counter()
-            if path == "raw":
-                await raw.run(steps)
-            else:
-                await pipeline.run(steps)
-            (raws if path == "raw" else pipelines).append(
-                work.events / (time.perf_counter() - started)
-            )
+        before = await timed(raw.run)
+        middle = await timed(pipeline.run)
+        after = await timed(raw.run)
+        rounds.raws += [before, after]
+        rounds.pipelines.append(middle)
+        rounds.ratios.append(middle / statistics.mean((before, after)))
         print(
-            f"    round {index + 1}: (a) {raws[-1]:,.0f}  (b) {pipelines[-1]:,.0f} events/s"
-            f"  (b)/(a) {pipelines[-1] / raws[-1]:.3f}"
+            f"    round {index + 1}: (a) {before:,.0f}  (b) {middle:,.0f}  (a) {after:,.0f}"
+            f" events/s  (b)/(a) {rounds.ratios[-1]:.3f}"
         )
-    return raws, pipelines
+    return rounds
 
 
 async def latency_figures(pipeline: Pipeline, rate: int, start: int) -> tuple[float, float]:
@@ -278,18 +289,22 @@ async def measure(bootstrap: str, server_url: str, work: Workload) -> None:
             f"{work.rounds} rounds of {work.events} events, {PARTITIONS} partitions; "
             f"(b) from {work.writers} writers"
         )
-        raws, pipelines = await alternating_rounds(raw, pipeline, work)
+        rounds = await paired_rounds(raw, pipeline, work)
         p50, p99 = await latency_figures(
-            pipeline, work.rate, start=work.warmup + 2 * work.rounds * work.events
+            pipeline, work.rate, start=work.warmup + 3 * work.rounds * work.events
         )
     finally:
         await pipeline.stop()
         await raw.stop()
-    ratio = statistics.median(b / a for a, b in zip(raws, pipelines, strict=True))
-    print(f"(a) raw aiokafka: {statistics.median(raws):,.0f} events/s (median)")
+    ratio = statistics.median(rounds.ratios)
+    raw_median, pipeline_median = (
+        statistics.median(rounds.raws),
+        statistics.median(rounds.pipelines),
+    )
+    print(f"(a) raw aiokafka: {raw_median:,.0f} events/s (median)")
     print(
         f"(b) outbox -> relay -> consumer -> inbox + effect: "
-        f"{statistics.median(pipelines):,.0f} events/s (median)"
+        f"{pipeline_median:,.0f} events/s (median)"
     )
     print(f"    ratio (b)/(a) = {ratio:.3f}, the median of the rounds' ratios (target >= 0.40)")
     print(
@@ -297,8 +312,8 @@ async def measure(bootstrap: str, server_url: str, work: Workload) -> None:
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
     )
     result = {
-        "raw_events_per_s": round(statistics.median(raws)),
-        "pipeline_events_per_s": round(statistics.median(pipelines)),
+        "raw_events_per_s": round(raw_median),
+        "pipeline_events_per_s": round(pipeline_median),
         "ratio": round(ratio, 3),
         "p50_ms": round(p50, 1),
         "p99_ms": round(p99, 1),

@@ -14,6 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 
 _partitioner = DefaultPartitioner()
 
@@ -74,10 +75,17 @@ async def _send_in_batches(
     for key, value, headers in items:
         if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
             # Full: send it (a partition's batches leave in order) and start another.
-            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+            deliveries.append(await _send(producer, batch, topic, partition))
             batch = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 raise ValueError(f"a record for {topic} is larger than the producer's batch")
     if batch.record_count():
-        deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+        deliveries.append(await _send(producer, batch, topic, partition))
     return deliveries
+
+
+async def _send(producer: AIOKafkaProducer, batch: BatchBuilder, topic: str, partition: int) -> Any:
+    # Closed, the batch is complete: the producer sends it at once instead of lingering
+    # (linger_ms) for records that only producer.send() could still add.
+    batch.close()
+    return await producer.send_batch(batch, topic, partition=partition)
