@@ -4,6 +4,7 @@ Each event inserts a row there and the relay deletes it after the broker's ack. 
 reads the list from its lowest id, dead entries included, until a vacuum removes them;
 autovacuum comes round about once a minute. Checked with PostgreSQL's own count of manual
 vacuums (`vacuum_count`, which autovacuum does not move), and once with the setting off.
+A vacuum that fails is logged; it must not take the relay's connection down.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
+from structlog.testing import capture_logs
 
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging.clients import make_producer
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.outbox import add_to_outbox
+from cascade.shared.messaging.outbox_upkeep import vacuum_pending
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
 from cascade.shared.settings import KafkaSettings
 from cascade.shared.testing.bus import OUTBOX, make_steps
@@ -90,3 +93,16 @@ async def test_with_the_setting_off_only_autovacuum_would_clean_it(
 ) -> None:
     vacuums = await _publish_all(bus_database, kafka_bootstrap_servers, bus_topics[0], None)
     assert vacuums == 0
+
+
+async def test_a_failed_vacuum_is_logged_and_not_raised(bus_database: str) -> None:
+    engine = create_async_engine(bus_database, poolclass=NullPool)
+    try:
+        # Inside a transaction VACUUM is refused: the relay must log that and go on
+        # publishing, not drop its connection and slot locks over it.
+        async with engine.connect() as connection, connection.begin():
+            with capture_logs() as logs:
+                await vacuum_pending(connection)
+    finally:
+        await engine.dispose()
+    assert [entry["event"] for entry in logs] == ["outbox.vacuum_failed"]

@@ -28,7 +28,6 @@ from sqlalchemy import (
     bindparam,
     cast,
     delete,
-    exists,
     func,
     select,
     text,
@@ -41,6 +40,7 @@ from cascade.shared.messaging.backoff import Backoff, wait_or_stop
 from cascade.shared.messaging.batching import PartitionCache, publish_all
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
+from cascade.shared.messaging.outbox_upkeep import prune_and_measure, vacuum_pending
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_producer
 from cascade.shared.messaging.tables import KEY_SLOTS, PENDING
 
@@ -65,8 +65,9 @@ class RelaySettings:
     # outbox_pending takes an insert and a delete per event. Its dead entries are scanned
     # by every claim (which reads from the lowest id) until a vacuum removes them, and
     # autovacuum visits a database about once a minute: at 10,000 events/s an idle claim
-    # grew from 0.2 to over 5 ms. So the relay vacuums it after this many published rows;
-    # None leaves it to autovacuum.
+    # grew from 0.2 to over 5 ms. So the relay vacuums it after this many published rows
+    # (with key slots only: the control mode's claim runs in a transaction); None leaves it
+    # to autovacuum.
     vacuum_every_rows: int | None = 20_000
     # False only in the negative-control test: a plain SKIP LOCKED claim, no key slots.
     partition_by_key: bool = True
@@ -221,9 +222,8 @@ class OutboxRelay:
         if every is None or not self._settings.partition_by_key:
             return
         if self._published_since_vacuum >= every:
-            # SKIP_LOCKED: another relay vacuuming the table right now does the same job.
-            await connection.exec_driver_sql(f"VACUUM (SKIP_LOCKED) {PENDING}")
             self._published_since_vacuum = 0
+            await vacuum_pending(connection)
 
     def _claim_query(self) -> Any:
         table, pending = self._table, self._pending
@@ -262,33 +262,7 @@ class OutboxRelay:
             await wait_or_stop(stop, self._settings.housekeeping_every_s)
 
     async def _housekeeping(self, connection: AsyncConnection) -> None:
-        table, pending = self._table, self._pending
-        # Retention counts from creation, which the BRIN index on created_at finds cheaply;
-        # a row still pending is kept whatever its age.
-        expired = (
-            select(table.c.id)
-            .where(
-                table.c.created_at < func.now() - self._settings.retention,
-                ~exists().where(pending.c.id == table.c.id),
-            )
-            .order_by(table.c.id)
-            .limit(10_000)
-            .scalar_subquery()
-        )
-        await connection.execute(delete(table).where(table.c.id.in_(expired)))
-        oldest = select(func.min(pending.c.id)).scalar_subquery()
-        backlog, oldest_created = (
-            await connection.execute(
-                select(
-                    select(func.count()).select_from(pending).scalar_subquery(),
-                    select(table.c.created_at).where(table.c.id == oldest).scalar_subquery(),
-                )
-            )
-        ).one()
-        await connection.commit()
-        self._metrics.outbox_backlog.set(backlog)
-        age = 0.0 if oldest_created is None else time.time() - oldest_created.timestamp()
-        self._metrics.outbox_oldest_age.set(max(age, 0.0))
+        await prune_and_measure(connection, self._table, self._settings.retention, self._metrics)
 
 
 def kafka_headers(stored: bytes | None) -> list[tuple[str, bytes]] | None:

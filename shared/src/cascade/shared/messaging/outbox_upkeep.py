@@ -1,0 +1,67 @@
+"""Keeping a service's outbox small and measured: pruning, gauges, vacuuming the pending list."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+from sqlalchemy import Table, delete, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cascade.shared.logging import get_logger
+from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.tables import PENDING
+
+log = get_logger(__name__)
+
+# TRUNCATE false: the list empties all the time, and truncating its empty tail needs an
+# exclusive lock that VACUUM retries for up to 5 s, stalling the relay and then the writers
+# (their trigger inserts into the list). INDEX_CLEANUP on: the dead index entries are what
+# slow the claims, and VACUUM may skip index cleanup when it finds few dead rows.
+# SKIP_LOCKED: another relay vacuuming the list right now does the same job.
+_VACUUM_PENDING = f"VACUUM (SKIP_LOCKED, TRUNCATE false, INDEX_CLEANUP on) {PENDING}"
+
+
+async def vacuum_pending(connection: AsyncConnection) -> None:
+    """Vacuums the pending list; `connection` must be in autocommit mode.
+
+    A failure is logged, not raised: the relay goes on publishing and autovacuum remains.
+    A role that may not vacuum the table gets only a server warning, and nothing is done.
+    """
+    try:
+        await connection.exec_driver_sql(_VACUUM_PENDING)
+    except Exception as error:
+        log.warning("outbox.vacuum_failed", error_class=type(error).__name__)
+
+
+async def prune_and_measure(
+    connection: AsyncConnection, table: Table, retention: timedelta, metrics: BusMetrics
+) -> None:
+    """Deletes published rows older than `retention`; sets the backlog and age gauges."""
+    pending = table.metadata.tables[PENDING]
+    # Retention counts from creation, which the BRIN index on created_at finds cheaply;
+    # a row still pending is kept whatever its age.
+    expired = (
+        select(table.c.id)
+        .where(
+            table.c.created_at < func.now() - retention,
+            ~exists().where(pending.c.id == table.c.id),
+        )
+        .order_by(table.c.id)
+        .limit(10_000)
+        .scalar_subquery()
+    )
+    await connection.execute(delete(table).where(table.c.id.in_(expired)))
+    oldest = select(func.min(pending.c.id)).scalar_subquery()
+    backlog, oldest_created = (
+        await connection.execute(
+            select(
+                select(func.count()).select_from(pending).scalar_subquery(),
+                select(table.c.created_at).where(table.c.id == oldest).scalar_subquery(),
+            )
+        )
+    ).one()
+    await connection.commit()
+    metrics.outbox_backlog.set(backlog)
+    age = 0.0 if oldest_created is None else time.time() - oldest_created.timestamp()
+    metrics.outbox_oldest_age.set(max(age, 0.0))
