@@ -45,7 +45,13 @@ class AppliedOffsets:
         """Records a batch whose database transaction has committed, for the partitions
         `owned` (a partition already reassigned is not for us to commit any more). A
         redelivered batch cannot take a partition's offset back."""
-        for tp, offset in next_offsets(fetched).items():
+        self._keep(next_offsets(fetched), owned)
+
+    def _keep(
+        self, offsets: Mapping[TopicPartition, int], owned: Collection[TopicPartition]
+    ) -> None:
+        """Keeps offsets of the `owned` partitions waiting; the newest offset wins."""
+        for tp, offset in offsets.items():
             if tp in owned:
                 self._offsets[tp] = max(offset, self._offsets.get(tp, offset))
 
@@ -69,10 +75,7 @@ class AppliedOffsets:
             self._committed_at = time.monotonic()
             if not offsets or await commit_positions(consumer, offsets):
                 return bool(offsets)
-            owned = consumer.assignment()
-            for tp, offset in offsets.items():
-                if tp in owned:
-                    self._offsets[tp] = max(offset, self._offsets.get(tp, offset))
+            self._keep(offsets, consumer.assignment())
             return False
 
     async def hand_over(
