@@ -94,14 +94,17 @@ async def paired_rounds(raw: RawPath, pipeline: Pipeline, work: Workload) -> Rou
         await run(batch)
         return work.events / (time.perf_counter() - started)
 
+    async def resume_settled(events: int) -> None:
+        # Untimed: the consumer has rejoined its group and the relay taken its key slots.
+        await pipeline.resume()
+        await pipeline.run(steps.take(events))
+
     await raw.run(steps.take(work.warmup))  # the group joined, the broker's paths compiled
-    await pipeline.resume()
-    await pipeline.run(steps.take(work.warmup))
+    await resume_settled(work.warmup)
     await pipeline.pause()
     for index in range(work.rounds):
         before = await timed(raw.run)
-        await pipeline.resume()
-        await pipeline.run(steps.take(SETTLE_EVENTS))
+        await resume_settled(SETTLE_EVENTS)
         middle = await timed(pipeline.run)
         await pipeline.pause()
         after = await timed(raw.run)
@@ -112,8 +115,7 @@ async def paired_rounds(raw: RawPath, pipeline: Pipeline, work: Workload) -> Rou
             f"    round {index + 1}: (a) {before:,.0f}  (b) {middle:,.0f}  (a) {after:,.0f}"
             f" events/s  (b)/(a) {rounds.ratios[-1]:.3f}"
         )
-    await pipeline.resume()
-    await pipeline.run(steps.take(SETTLE_EVENTS))
+    await resume_settled(SETTLE_EVENTS)
     rounds.p50_ms, rounds.p99_ms = await latency_figures(pipeline, work.rate, steps)
     return rounds
 
