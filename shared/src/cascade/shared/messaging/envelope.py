@@ -8,7 +8,6 @@ are lower-case letters and digits only); they are optional on inbound events.
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -22,6 +21,8 @@ from pydantic import (
     ValidationError,
 )
 from pydantic_core import core_schema
+
+from cascade.shared.messaging.event_ids import new_event_id
 
 CONTENT_TYPE = "application/cloudevents+json"
 
@@ -140,7 +141,7 @@ def new_envelope(
     """Returns a new envelope for a platform event."""
     return Envelope(
         specversion="1.0",
-        id=event_id or str(uuid.uuid4()),
+        id=event_id or new_event_id(),
         source=source,
         type=type,
         subject=subject,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from cascade.shared.messaging.dead_letters import DeadLetter, dead_letter_headers
 from cascade.shared.messaging.envelope import Envelope
+from cascade.shared.messaging.event_ids import new_event_id
 from cascade.shared.messaging.tables import key_slot
 
 # Kafka's default message limit is 1 MiB; keep room for the record's key and headers.
@@ -99,7 +99,7 @@ async def add_dead_letters_to_outbox(
         _insert(table.name, with_headers=True),
         {
             # Not the event's id: that one may be dead-lettered again after a replay.
-            "ids": [f"dead-letter:{uuid.uuid4()}" for _ in letters],
+            "ids": [f"dead-letter:{new_event_id()}" for _ in letters],
             "types": [letter.event_type or "unknown" for letter in letters],
             "topics": [route.topic] * len(letters),
             "keys": keys,

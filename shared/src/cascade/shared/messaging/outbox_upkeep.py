@@ -39,19 +39,8 @@ async def prune_and_measure(
 ) -> None:
     """Deletes published rows older than `retention`; sets the backlog and age gauges."""
     pending = table.metadata.tables[PENDING]
-    # Retention counts from creation, which the BRIN index on created_at finds cheaply;
-    # a row still pending is kept whatever its age.
-    expired = (
-        select(table.c.id)
-        .where(
-            table.c.created_at < func.now() - retention,
-            ~exists().where(pending.c.id == table.c.id),
-        )
-        .order_by(table.c.id)
-        .limit(10_000)
-        .scalar_subquery()
-    )
-    await connection.execute(delete(table).where(table.c.id.in_(expired)))
+    if await _oldest_row_expired(connection, table, retention):
+        await _prune(connection, table, retention)
     oldest = select(func.min(pending.c.id)).scalar_subquery()
     backlog, oldest_created = (
         await connection.execute(
@@ -65,3 +54,38 @@ async def prune_and_measure(
     metrics.outbox_backlog.set(backlog)
     age = 0.0 if oldest_created is None else time.time() - oldest_created.timestamp()
     metrics.outbox_oldest_age.set(max(age, 0.0))
+
+
+async def _oldest_row_expired(
+    connection: AsyncConnection, table: Table, retention: timedelta
+) -> bool:
+    """Whether the lowest id, the oldest row, is past retention: else there is nothing to prune.
+
+    Checked first because the delete's plan depends on statistics. Without them (a new or
+    just migrated outbox, before autovacuum's first analyze) the planner walks the primary
+    key in id order, filtering on age: with nothing expired it reads every row. Measured:
+    0.31 s for 300,000 rows, every housekeeping round, against 0.8 ms on the BRIN index.
+    Ids are taken in insert order, so a younger row with a lower id can only come from
+    overlapping transactions: it delays pruning by at most that overlap.
+    """
+    expired = await connection.scalar(
+        select(table.c.created_at < func.now() - retention).order_by(table.c.id).limit(1)
+    )
+    return bool(expired)
+
+
+async def _prune(connection: AsyncConnection, table: Table, retention: timedelta) -> None:
+    pending = table.metadata.tables[PENDING]
+    # Retention counts from creation, which the BRIN index on created_at finds cheaply;
+    # a row still pending is kept whatever its age.
+    expired = (
+        select(table.c.id)
+        .where(
+            table.c.created_at < func.now() - retention,
+            ~exists().where(pending.c.id == table.c.id),
+        )
+        .order_by(table.c.id)
+        .limit(10_000)
+        .scalar_subquery()
+    )
+    await connection.execute(delete(table).where(table.c.id.in_(expired)))
