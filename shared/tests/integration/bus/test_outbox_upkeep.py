@@ -1,10 +1,14 @@
-"""The relay's housekeeping prunes only when the oldest outbox row is past retention.
+"""The relay's housekeeping: when it prunes the outbox, and how much per round.
 
 The prune's plan depends on statistics: on an outbox not yet analysed, the planner walks
 the primary key filtering on age, and with nothing expired it reads every row, every
 round. So housekeeping asks first whether the row with the lowest id has expired, and
 issues no delete while it has not. Checked on the statements sent, and with a retention
 that has passed, where the same rows must go.
+
+A prune statement deletes at most PRUNE_BATCH_ROWS. One per round capped pruning at 1,000
+rows/s, less than the bus publishes: a round now deletes batch after batch, up to
+PRUNE_BATCHES. The tests shrink both so that a few hundred rows make several batches.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from cascade.shared.messaging import outbox_upkeep
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.outbox import add_to_outbox
 from cascade.shared.messaging.outbox_upkeep import prune_and_measure
@@ -41,8 +46,12 @@ async def published_outbox(bus_database: str) -> AsyncIterator[AsyncEngine]:
 
 
 async def _housekeeping(engine: AsyncEngine, retention: timedelta) -> tuple[list[str], int]:
-    """Runs one housekeeping round; returns the statements it sent and the rows left."""
+    """Runs one housekeeping round; returns the statements it sent and the rows left.
+
+    Also checks that the round reports the rows it deleted.
+    """
     sent: list[str] = []
+    before = await _rows(engine)
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         sent.append(statement)
@@ -50,12 +59,17 @@ async def _housekeeping(engine: AsyncEngine, retention: timedelta) -> tuple[list
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
         async with engine.connect() as connection:
-            await prune_and_measure(connection, OUTBOX, retention, BusMetrics())
+            pruned = await prune_and_measure(connection, OUTBOX, retention, BusMetrics())
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+    left = await _rows(engine)
+    assert pruned == before - left
+    return sent, left
+
+
+async def _rows(engine: AsyncEngine) -> int:
     async with engine.connect() as connection:
-        left = await connection.scalar(text("SELECT count(*) FROM outbox_message"))
-    return sent, int(left or 0)
+        return int(await connection.scalar(text("SELECT count(*) FROM outbox_message")) or 0)
 
 
 def _deletes(statements: list[str]) -> list[str]:
@@ -71,12 +85,32 @@ async def test_housekeeping_sends_no_delete_while_the_oldest_row_is_within_reten
     assert left == N_EVENTS
 
 
-async def test_housekeeping_prunes_published_rows_once_the_oldest_is_past_retention(
+@pytest.mark.parametrize(
+    ("batch_rows", "batches", "deletes", "rows_left"),
+    [
+        # The control for the test above: the same outbox, a retention already passed.
+        # The delete is sent and removes every row, so a delete sent above would be seen.
+        (10_000, 20, [1, 0], [0, 0]),
+        # Batch after batch in one round: 70, 70, 70, 70 and the last 20. One statement per
+        # round, as before, would have left 230.
+        (70, 20, [5, 0], [0, 0]),
+        # Bounded, so that a relay asked to stop does not wait for a whole backlog to go;
+        # the next round goes on.
+        (70, 2, [2, 2], [160, 20]),
+    ],
+)
+async def test_rounds_past_retention_prune_in_batches_up_to_their_bound(
     published_outbox: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+    batch_rows: int,
+    batches: int,
+    deletes: list[int],
+    rows_left: list[int],
 ) -> None:
-    # The control: the same outbox, a retention already passed. The delete is sent and
-    # removes every row, so the test above would see a delete if one were sent.
-    sent, left = await _housekeeping(published_outbox, timedelta(0))
+    monkeypatch.setattr(outbox_upkeep, "PRUNE_BATCH_ROWS", batch_rows)
+    monkeypatch.setattr(outbox_upkeep, "PRUNE_BATCHES", batches)
 
-    assert len(_deletes(sent)) == 1
-    assert left == 0
+    rounds = [await _housekeeping(published_outbox, timedelta(0)) for _ in range(2)]
+
+    assert [len(_deletes(sent)) for sent, _ in rounds] == deletes
+    assert [left for _, left in rounds] == rows_left

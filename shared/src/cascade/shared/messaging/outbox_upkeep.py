@@ -34,13 +34,36 @@ async def vacuum_pending(connection: AsyncConnection) -> None:
         log.warning("outbox.vacuum_failed", error_class=type(error).__name__)
 
 
+# One prune statement deletes at most this many rows, in its own short transaction, and a
+# housekeeping round runs at most PRUNE_BATCHES of them: 200,000 rows per 10 s round, more
+# than the bus publishes at its fastest, while a relay that is stopping waits for the rest
+# of one round at most (it awaits its housekeeping task).
+PRUNE_BATCH_ROWS = 10_000
+PRUNE_BATCHES = 20
+
+
 async def prune_and_measure(
     connection: AsyncConnection, table: Table, retention: timedelta, metrics: BusMetrics
-) -> None:
-    """Deletes published rows older than `retention`; sets the backlog and age gauges."""
+) -> int:
+    """Sets the backlog and age gauges, then deletes published rows older than `retention`.
+
+    Returns the rows deleted. Measured first, so a long prune never delays the gauges.
+    """
+    await _measure(connection, table, metrics)
+    pruned = 0
+    if not await _oldest_row_expired(connection, table, retention):
+        return pruned
+    for _ in range(PRUNE_BATCHES):
+        deleted = await _prune_batch(connection, table, retention)
+        await connection.commit()
+        pruned += deleted
+        if deleted < PRUNE_BATCH_ROWS:
+            break
+    return pruned
+
+
+async def _measure(connection: AsyncConnection, table: Table, metrics: BusMetrics) -> None:
     pending = table.metadata.tables[PENDING]
-    if await _oldest_row_expired(connection, table, retention):
-        await _prune(connection, table, retention)
     oldest = select(func.min(pending.c.id)).scalar_subquery()
     backlog, oldest_created = (
         await connection.execute(
@@ -71,10 +94,11 @@ async def _oldest_row_expired(
     expired = await connection.scalar(
         select(table.c.created_at < func.now() - retention).order_by(table.c.id).limit(1)
     )
+    await connection.commit()
     return bool(expired)
 
 
-async def _prune(connection: AsyncConnection, table: Table, retention: timedelta) -> None:
+async def _prune_batch(connection: AsyncConnection, table: Table, retention: timedelta) -> int:
     pending = table.metadata.tables[PENDING]
     # Retention counts from creation, which the BRIN index on created_at finds cheaply;
     # a row still pending is kept whatever its age.
@@ -85,7 +109,8 @@ async def _prune(connection: AsyncConnection, table: Table, retention: timedelta
             ~exists().where(pending.c.id == table.c.id),
         )
         .order_by(table.c.id)
-        .limit(10_000)
+        .limit(PRUNE_BATCH_ROWS)
         .scalar_subquery()
     )
-    await connection.execute(delete(table).where(table.c.id.in_(expired)))
+    result = await connection.execute(delete(table).where(table.c.id.in_(expired)))
+    return int(result.rowcount)

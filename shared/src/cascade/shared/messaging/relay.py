@@ -262,7 +262,10 @@ class OutboxRelay:
             await wait_or_stop(stop, self._settings.housekeeping_every_s)
 
     async def _housekeeping(self, connection: AsyncConnection) -> None:
-        await prune_and_measure(connection, self._table, self._settings.retention, self._metrics)
+        settings = self._settings
+        pruned = await prune_and_measure(connection, self._table, settings.retention, self._metrics)
+        if pruned:
+            log.info("outbox.pruned", rows=pruned)
 
 
 def kafka_headers(stored: bytes | None) -> list[tuple[str, bytes]] | None:
