@@ -1,12 +1,12 @@
 """Ids for the platform's own events: UUID version 7 (RFC 9562), which sort by creation time.
 
 Every event id lands in two unique B-tree indexes: the producing service's outbox and each
-consumer's inbox. A random id (version 4) inserts on a random leaf page of each, so once
-the indexes outgrow shared buffers nearly every event reads and dirties a page nobody
-touched lately. A version 7 id starts with its millisecond timestamp and appends at the
-right edge of the index. On `make bench-bus`'s full path, in rounds alternating the two
-kinds of id on one server: PostgreSQL CPU 50.9 against 60.8 µs per event (medians of 6),
-and 11,012 against 10,029 events/s.
+consumer's inbox. A random id (version 4) inserts on a random leaf page of each, so the
+pages each event reads, dirties and splits are spread over the whole index. A version 7 id
+starts with its millisecond timestamp and lands at the right edge, on pages just used.
+On `make bench-bus`'s full path, in rounds alternating the two kinds of id on one server:
+PostgreSQL CPU 50.9 against 60.8 µs per event (medians of 6), and 11,012 against 10,029
+events/s.
 
 Python 3.14 has `uuid.uuid7()`; this is the same layout for Python 3.11.
 """
