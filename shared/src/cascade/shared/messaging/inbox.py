@@ -8,6 +8,7 @@ from functools import cache
 
 from prometheus_client import Counter
 from sqlalchemy import Table, TextClause, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cascade.shared.messaging.batch import first_occurrences
@@ -42,16 +43,23 @@ async def claim_new(
 ) -> set[str]:
     """Records `event_ids` for the group in the caller's transaction; returns the new ones.
 
-    One statement for the whole batch: a duplicate id conflicts and is left out of the
-    result, so its effects are not applied a second time (Eventuate's received_messages).
+    One statement for the whole batch, in a savepoint: usually no id of a batch was seen
+    before, and a plain insert costs PostgreSQL half the CPU of one that checks each row
+    for a conflict first (about 4.5 against 9.5 µs per id). A duplicate, after a crash or a
+    rebalance, fails it: the savepoint is rolled back, the caller's earlier work in the
+    transaction stays, and the conflict-checking insert leaves the duplicates out of the
+    result, so their effects are not applied a second time (Eventuate's received_messages).
     """
     if not event_ids:
         return set()
-    new_ids = await session.scalar(
-        _claim(table.name),
-        {"group": consumer_group, "ids": list(event_ids)},
-    )
-    return set(new_ids or ())
+    parameters = {"group": consumer_group, "ids": list(event_ids)}
+    try:
+        async with session.begin_nested():
+            await session.execute(_record(table.name), parameters)
+    except IntegrityError:
+        new_ids = await session.scalar(_claim(table.name), parameters)
+        return set(new_ids or ())
+    return set(event_ids)
 
 
 async def forget(
@@ -64,6 +72,14 @@ async def forget(
             "AND event_id = ANY(CAST(:ids AS text[]))"
         ),
         {"group": consumer_group, "ids": list(event_ids)},
+    )
+
+
+@cache
+def _record(table_name: str) -> TextClause:
+    return text(
+        f"INSERT INTO {table_name} (consumer_group, event_id) "
+        "SELECT :group, unnest(CAST(:ids AS text[]))"
     )
 
 
