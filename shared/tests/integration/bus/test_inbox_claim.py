@@ -1,8 +1,10 @@
 """The inbox records a batch's ids with a plain insert, and falls back when one was seen.
 
-The plain insert runs in a savepoint: a seen id fails it, the savepoint is rolled back and
-the conflict-checking insert returns only the new ids. The caller's earlier work in the
-same transaction must survive that, and no id may be recorded or returned twice.
+From PLAIN_INSERT_MIN_IDS ids the plain insert runs in a savepoint: a seen id fails it,
+the savepoint is rolled back and the conflict-checking insert returns only the new ids.
+The caller's earlier work in the same transaction must survive that, no id may be recorded
+or returned twice, and any other integrity error must reach the caller. Smaller batches go
+straight to the conflict-checking insert.
 """
 
 from __future__ import annotations
@@ -12,15 +14,20 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from cascade.shared.messaging.inbox import claim_new
+from cascade.shared.messaging.inbox import PLAIN_INSERT_MIN_IDS, claim_new
 from cascade.shared.testing.bus import INBOX
 
 pytestmark = pytest.mark.integration
 
 GROUP = "inbox-claim-test"
+
+
+def ids(first: int, last: int) -> list[str]:
+    return [f"id-{n:03d}" for n in range(first, last + 1)]
 
 
 @pytest.fixture
@@ -30,13 +37,13 @@ async def engine(bus_database: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _claim(engine: AsyncEngine, ids: list[str]) -> tuple[set[str], list[str]]:
-    """Claims `ids` in a transaction that first writes an effect row; returns the new ids
-    and the statements sent."""
-    sent: list[str] = []
+async def _claim(engine: AsyncEngine, batch: list[Any], sent: list[str] | None = None) -> set[str]:
+    """Claims `batch` in a transaction that first writes an effect row; returns the new
+    ids, and adds the statements sent to `sent`."""
+    statements = [] if sent is None else sent
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(" ".join(statement.split()))
+        statements.append(" ".join(statement.split()))
 
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
@@ -47,50 +54,80 @@ async def _claim(engine: AsyncEngine, ids: list[str]) -> tuple[set[str], list[st
                     "VALUES ('earlier-work', 'k', 0, 'test')"
                 )
             )
-            new = await claim_new(session, INBOX, GROUP, ids)
+            return await claim_new(session, INBOX, GROUP, batch)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
-    return new, sent
 
 
 async def _recorded(engine: AsyncEngine) -> tuple[list[str], int]:
     """Returns the group's recorded ids, sorted, and the effect rows committed."""
     async with engine.connect() as connection:
-        ids = await connection.scalars(
+        recorded = await connection.scalars(
             text("SELECT event_id FROM inbox_message WHERE consumer_group = :g ORDER BY 1"),
             {"g": GROUP},
         )
         effects = await connection.scalar(text("SELECT count(*) FROM bus_effect"))
-        return list(ids), int(effects or 0)
+        return list(recorded), int(effects or 0)
 
 
-def _checks_conflicts(statements: list[str]) -> bool:
-    return any("ON CONFLICT" in s for s in statements)
+def _sent(statements: list[str], fragment: str) -> bool:
+    return any(fragment in s.upper() for s in statements)
 
 
 async def test_a_batch_of_new_ids_is_recorded_by_a_plain_insert(engine: AsyncEngine) -> None:
-    new, sent = await _claim(engine, ["a", "b", "c"])
+    sent: list[str] = []
 
-    assert new == {"a", "b", "c"}
-    assert not _checks_conflicts(sent)
-    assert await _recorded(engine) == (["a", "b", "c"], 1)
+    new = await _claim(engine, ids(0, 39), sent)
+
+    assert new == set(ids(0, 39))
+    assert _sent(sent, "SAVEPOINT")
+    assert not _sent(sent, "ON CONFLICT")
+    assert await _recorded(engine) == (ids(0, 39), 1)
 
 
 async def test_a_batch_with_seen_ids_returns_the_new_ones_and_keeps_earlier_work(
     engine: AsyncEngine,
 ) -> None:
-    await _claim(engine, ["a", "b"])
+    await _claim(engine, ids(0, 39))
+    sent: list[str] = []
 
-    new, sent = await _claim(engine, ["b", "c", "a", "d"])
+    # A new id first, so the failed plain insert has written a row before the seen one.
+    new = await _claim(engine, ["id-050", "id-005", *ids(51, 80), "id-039"], sent)
 
-    assert new == {"c", "d"}
-    assert _checks_conflicts(sent)
+    assert new == set(ids(50, 80))
+    assert _sent(sent, "ON CONFLICT")
     # Both transactions' effect rows committed: the rolled-back savepoint took only its own.
-    assert await _recorded(engine) == (["a", "b", "c", "d"], 2)
+    assert await _recorded(engine) == (ids(0, 39) + ids(50, 80), 2)
 
 
 async def test_an_id_repeated_in_one_batch_is_new_once(engine: AsyncEngine) -> None:
-    new, _ = await _claim(engine, ["a", "a", "b"])
+    new = await _claim(engine, [*ids(0, 39), "id-007"])
 
-    assert new == {"a", "b"}
-    assert await _recorded(engine) == (["a", "b"], 1)
+    assert new == set(ids(0, 39))
+    assert await _recorded(engine) == (ids(0, 39), 1)
+
+
+async def test_a_small_batch_goes_straight_to_the_conflict_checking_insert(
+    engine: AsyncEngine,
+) -> None:
+    sent: list[str] = []
+    small = ids(0, PLAIN_INSERT_MIN_IDS - 2)
+
+    new = await _claim(engine, small, sent)
+
+    assert new == set(small)
+    assert _sent(sent, "ON CONFLICT")
+    assert not _sent(sent, "SAVEPOINT")
+
+
+async def test_an_integrity_error_other_than_a_duplicate_reaches_the_caller(
+    engine: AsyncEngine,
+) -> None:
+    sent: list[str] = []
+
+    with pytest.raises(IntegrityError, match=r"null value|not-null"):
+        await _claim(engine, [*ids(0, 39), None], sent)
+
+    # Not taken for a duplicate: the conflict-checking insert was never tried.
+    assert not _sent(sent, "ON CONFLICT")
+    assert await _recorded(engine) == ([], 0)

@@ -13,6 +13,7 @@ PRUNE_BATCHES. The tests shrink both so that a few hundred rows make several bat
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -45,7 +46,9 @@ async def published_outbox(bus_database: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _housekeeping(engine: AsyncEngine, retention: timedelta) -> tuple[list[str], int]:
+async def _housekeeping(
+    engine: AsyncEngine, retention: timedelta, stop: asyncio.Event | None = None
+) -> tuple[list[str], int]:
     """Runs one housekeeping round; returns the statements it sent and the rows left.
 
     Also checks that the round reports the rows it deleted.
@@ -59,7 +62,7 @@ async def _housekeeping(engine: AsyncEngine, retention: timedelta) -> tuple[list
     event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
         async with engine.connect() as connection:
-            pruned = await prune_and_measure(connection, OUTBOX, retention, BusMetrics())
+            pruned = await prune_and_measure(connection, OUTBOX, retention, BusMetrics(), stop)
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
     left = await _rows(engine)
@@ -114,3 +117,40 @@ async def test_rounds_past_retention_prune_in_batches_up_to_their_bound(
 
     assert [len(_deletes(sent)) for sent, _ in rounds] == deletes
     assert [left for _, left in rounds] == rows_left
+
+
+async def test_pending_rows_are_kept_however_many_batches_a_round_runs(
+    published_outbox: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with published_outbox.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO outbox_pending (id, key_slot) "
+                "SELECT id, key_slot FROM outbox_message WHERE id % 3 = 0"
+            )
+        )
+    monkeypatch.setattr(outbox_upkeep, "PRUNE_BATCH_ROWS", 70)
+
+    sent, left = await _housekeeping(published_outbox, timedelta(0))
+
+    # 200 published rows in batches of 70 (70, 70, 60); the 100 pending ones stay.
+    assert len(_deletes(sent)) == 3
+    assert left == N_EVENTS // 3
+    async with published_outbox.connect() as connection:
+        unlisted = await connection.scalar(
+            text(
+                "SELECT count(*) FROM outbox_message m WHERE NOT EXISTS "
+                "(SELECT 1 FROM outbox_pending p WHERE p.id = m.id)"
+            )
+        )
+    assert unlisted == 0
+
+
+async def test_a_stopping_relay_prunes_no_further_batch(published_outbox: AsyncEngine) -> None:
+    stop = asyncio.Event()
+    stop.set()
+
+    sent, left = await _housekeeping(published_outbox, timedelta(0), stop)
+
+    assert _deletes(sent) == []
+    assert left == N_EVENTS

@@ -21,6 +21,11 @@ def _sqlstate(error: DBAPIError) -> str | None:
     return None
 
 
+def is_unique_violation(error: DBAPIError) -> bool:
+    """Tells whether a statement failed on a unique index (SQLSTATE 23505)."""
+    return _sqlstate(error) == "23505"
+
+
 def is_transient(error: BaseException) -> bool:
     """Tells whether retrying later can succeed: a database or broker unavailable."""
     if isinstance(error, ConnectionError | TimeoutError | PoolTimeoutError):

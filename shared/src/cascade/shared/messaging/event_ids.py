@@ -8,7 +8,8 @@ On `make bench-bus`'s full path, in rounds alternating the two kinds of id on on
 PostgreSQL CPU 50.9 against 60.8 µs per event (medians of 6), and 11,012 against 10,029
 events/s.
 
-Python 3.14 has `uuid.uuid7()`; this is the same layout for Python 3.11.
+Python 3.14 has `uuid.uuid7()`, with the same fields; it also keeps the ids one process
+makes within a millisecond in order, which these ids need not be (see `new_event_id`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ _VERSION_7 = 0x7 << 76
 _VARIANT_RFC = 0x2 << 62
 # Everything but the version's 4 bits and the variant's 2 bits.
 _LAYOUT_MASK = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+# The clock, by its own name here so that tests can set it without touching `time`.
+_now_ns = time.time_ns
 
 
 def new_event_id() -> str:
@@ -31,6 +34,6 @@ def new_event_id() -> str:
     needs only the timestamp prefix, and ids are never compared to order events (per-key
     order is the outbox's, and the envelope's `time` says when).
     """
-    unix_ms = time.time_ns() // 1_000_000
+    unix_ms = _now_ns() // 1_000_000
     value = (unix_ms << 80) | int.from_bytes(os.urandom(10), "big")
     return str(uuid.UUID(int=(value & _LAYOUT_MASK) | _VERSION_7 | _VARIANT_RFC))

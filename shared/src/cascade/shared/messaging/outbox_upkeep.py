@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
@@ -36,24 +37,31 @@ async def vacuum_pending(connection: AsyncConnection) -> None:
 
 # One prune statement deletes at most this many rows, in its own short transaction, and a
 # housekeeping round runs at most PRUNE_BATCHES of them: 200,000 rows per 10 s round, more
-# than the bus publishes at its fastest, while a relay that is stopping waits for the rest
-# of one round at most (it awaits its housekeeping task).
+# than the bus publishes at its fastest. Several relays prune the same lowest rows: one
+# waits on the other's row locks, then finds them gone and ends its round.
 PRUNE_BATCH_ROWS = 10_000
 PRUNE_BATCHES = 20
 
 
 async def prune_and_measure(
-    connection: AsyncConnection, table: Table, retention: timedelta, metrics: BusMetrics
+    connection: AsyncConnection,
+    table: Table,
+    retention: timedelta,
+    metrics: BusMetrics,
+    stop: asyncio.Event | None = None,
 ) -> int:
     """Sets the backlog and age gauges, then deletes published rows older than `retention`.
 
-    Returns the rows deleted. Measured first, so a long prune never delays the gauges.
+    Returns the rows deleted. Measured first, so a long prune never delays the gauges;
+    stops between batches once `stop` is set.
     """
     await _measure(connection, table, metrics)
     pruned = 0
     if not await _oldest_row_expired(connection, table, retention):
         return pruned
     for _ in range(PRUNE_BATCHES):
+        if stop is not None and stop.is_set():
+            break
         deleted = await _prune_batch(connection, table, retention)
         await connection.commit()
         pruned += deleted

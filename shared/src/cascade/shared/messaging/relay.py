@@ -256,14 +256,14 @@ class OutboxRelay:
         while not stop.is_set():
             try:
                 async with self._engine.connect() as connection:
-                    await self._housekeeping(connection)
+                    await self._housekeeping(connection, stop)
             except Exception as error:  # the database is down: measured again next time
                 log.warning("outbox.housekeeping_failed", error_class=type(error).__name__)
             await wait_or_stop(stop, self._settings.housekeeping_every_s)
 
-    async def _housekeeping(self, connection: AsyncConnection) -> None:
-        settings = self._settings
-        pruned = await prune_and_measure(connection, self._table, settings.retention, self._metrics)
+    async def _housekeeping(self, connection: AsyncConnection, stop: asyncio.Event) -> None:
+        retention, metrics = self._settings.retention, self._metrics
+        pruned = await prune_and_measure(connection, self._table, retention, metrics, stop)
         if pruned:
             log.info("outbox.pruned", rows=pruned)
 
