@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from cascade.shared.messaging.inbox import PLAIN_INSERT_MIN_IDS, claim_new
 from cascade.shared.testing.bus import INBOX
+from cascade.shared.testing.statements import statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -37,26 +38,16 @@ async def engine(bus_database: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _claim(engine: AsyncEngine, batch: list[Any], sent: list[str] | None = None) -> set[str]:
-    """Claims `batch` in a transaction that first writes an effect row; returns the new
-    ids, and adds the statements sent to `sent`."""
-    statements = [] if sent is None else sent
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        async with async_sessionmaker(engine)() as session, session.begin():
-            await session.execute(
-                text(
-                    "INSERT INTO bus_effect (source_event_id, message_key, seq, worker) "
-                    "VALUES ('earlier-work', 'k', 0, 'test')"
-                )
+async def _claim(engine: AsyncEngine, batch: list[Any]) -> set[str]:
+    """Claims `batch` in a transaction that first writes an effect row; returns the new ids."""
+    async with async_sessionmaker(engine)() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO bus_effect (source_event_id, message_key, seq, worker) "
+                "VALUES ('earlier-work', 'k', 0, 'test')"
             )
-            return await claim_new(session, INBOX, GROUP, batch)
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        )
+        return await claim_new(session, INBOX, GROUP, batch)
 
 
 async def _recorded(engine: AsyncEngine) -> tuple[list[str], int]:
@@ -75,9 +66,8 @@ def _sent(statements: list[str], fragment: str) -> bool:
 
 
 async def test_a_batch_of_new_ids_is_recorded_by_a_plain_insert(engine: AsyncEngine) -> None:
-    sent: list[str] = []
-
-    new = await _claim(engine, ids(0, 39), sent)
+    with statements_sent(engine) as sent:
+        new = await _claim(engine, ids(0, 39))
 
     assert new == set(ids(0, 39))
     assert _sent(sent, "SAVEPOINT")
@@ -89,10 +79,9 @@ async def test_a_batch_with_seen_ids_returns_the_new_ones_and_keeps_earlier_work
     engine: AsyncEngine,
 ) -> None:
     await _claim(engine, ids(0, 39))
-    sent: list[str] = []
-
     # A new id first, so the failed plain insert has written a row before the seen one.
-    new = await _claim(engine, ["id-050", "id-005", *ids(51, 80), "id-039"], sent)
+    with statements_sent(engine) as sent:
+        new = await _claim(engine, ["id-050", "id-005", *ids(51, 80), "id-039"])
 
     assert new == set(ids(50, 80))
     assert _sent(sent, "ON CONFLICT")
@@ -110,10 +99,10 @@ async def test_an_id_repeated_in_one_batch_is_new_once(engine: AsyncEngine) -> N
 async def test_a_small_batch_goes_straight_to_the_conflict_checking_insert(
     engine: AsyncEngine,
 ) -> None:
-    sent: list[str] = []
     small = ids(0, PLAIN_INSERT_MIN_IDS - 2)
 
-    new = await _claim(engine, small, sent)
+    with statements_sent(engine) as sent:
+        new = await _claim(engine, small)
 
     assert new == set(small)
     assert _sent(sent, "ON CONFLICT")
@@ -123,10 +112,11 @@ async def test_a_small_batch_goes_straight_to_the_conflict_checking_insert(
 async def test_an_integrity_error_other_than_a_duplicate_reaches_the_caller(
     engine: AsyncEngine,
 ) -> None:
-    sent: list[str] = []
-
-    with pytest.raises(IntegrityError, match=r"null value|not-null"):
-        await _claim(engine, [*ids(0, 39), None], sent)
+    with (
+        statements_sent(engine) as sent,
+        pytest.raises(IntegrityError, match=r"null value|not-null"),
+    ):
+        await _claim(engine, [*ids(0, 39), None])
 
     # Not taken for a duplicate: the conflict-checking insert was never tried.
     assert not _sent(sent, "ON CONFLICT")

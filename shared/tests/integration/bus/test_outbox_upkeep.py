@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -28,6 +27,7 @@ from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.outbox import add_to_outbox
 from cascade.shared.messaging.outbox_upkeep import prune_and_measure
 from cascade.shared.testing.bus import OUTBOX, make_steps
+from cascade.shared.testing.statements import statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -53,18 +53,10 @@ async def _housekeeping(
 
     Also checks that the round reports the rows it deleted.
     """
-    sent: list[str] = []
     before = await _rows(engine)
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        sent.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
+    with statements_sent(engine) as sent:
         async with engine.connect() as connection:
             pruned = await prune_and_measure(connection, OUTBOX, retention, BusMetrics(), stop)
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
     left = await _rows(engine)
     assert pruned == before - left
     return sent, left
