@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cascade.shared.messaging.dead_letters import DeadLetter, dead_letter_headers
 from cascade.shared.messaging.envelope import Envelope
 from cascade.shared.messaging.event_ids import new_event_id
-from cascade.shared.messaging.tables import key_slot
+from cascade.shared.messaging.tables import OUTBOX_ROW_TYPE, key_slot
 
 # Kafka's default message limit is 1 MiB; keep room for the record's key and headers.
 MAX_EVENT_BYTES = 1_000_000
@@ -25,47 +25,32 @@ async def add_to_outbox(
     """Adds (topic, envelope) pairs to the outbox; they publish only if the caller commits."""
     if not events:
         return
-    ids, types, topics, keys, slots, payloads = [], [], [], [], [], []
+    rows = []
     for topic, envelope in events:  # one pass: this runs for every event the platform emits
         payload = envelope.to_bytes()
         if len(payload) > MAX_EVENT_BYTES:
             # Refused here, loudly, rather than failing at the broker after the commit.
             raise ValueError(f"an event of {len(payload)} bytes exceeds {MAX_EVENT_BYTES}")
-        ids.append(envelope.id)
-        types.append(envelope.type)
-        topics.append(topic)
-        keys.append(envelope.subject)
-        slots.append(key_slot(envelope.subject))
-        payloads.append(payload)
+        slot = key_slot(envelope.subject)
+        rows.append((envelope.id, envelope.type, topic, envelope.subject, slot, payload, None))
     # On the session's connection, in its transaction: a text statement needs nothing of
     # the ORM session, whose execute path costs more than the statement's own encoding.
     connection = await session.connection()
-    await connection.execute(
-        _insert(table.name),
-        {
-            "ids": ids,
-            "types": types,
-            "topics": topics,
-            "keys": keys,
-            "slots": slots,
-            "payloads": payloads,
-        },
-    )
+    await connection.execute(_insert(table.name), {"rows": rows})
 
 
 @cache
-def _insert(table_name: str, *, with_headers: bool = False) -> TextClause:
-    # One statement with one array per column, however many events: the cheapest way to
-    # write a batch through asyncpg. Built once per table, not per business transaction.
-    # Events carry no headers, so their statement leaves that array out; dead letters do.
-    # The outbox's trigger lists the rows as pending for the relay (tables.LIST_PENDING_DDL).
-    headers = (", headers", ", CAST(:headers AS bytea[])") if with_headers else ("", "")
+def _insert(table_name: str) -> TextClause:
+    # One statement with one array of OUTBOX_ROW_TYPE, however many events. asyncpg checks
+    # every element of an array parameter against three abstract base classes before it
+    # encodes it; one array of rows costs that once per event, where one array per column
+    # cost it six times: about 3 µs of Python and 2 µs of PostgreSQL CPU per event
+    # (schema_v4). The outbox's trigger lists the rows as pending for the relay
+    # (tables.LIST_PENDING_DDL).
     return text(
         f"INSERT INTO {table_name} "  # noqa: S608 - our own table name
-        f"(event_id, event_type, topic, message_key, key_slot, payload{headers[0]}) "
-        "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:types AS text[]), "
-        "CAST(:topics AS text[]), CAST(:keys AS text[]), CAST(:slots AS smallint[]), "
-        f"CAST(:payloads AS bytea[]){headers[1]})"
+        "(event_id, event_type, topic, message_key, key_slot, payload, headers) "
+        f"SELECT * FROM unnest(CAST(:rows AS {OUTBOX_ROW_TYPE}[]))"
     )
 
 
@@ -95,16 +80,17 @@ async def add_dead_letters_to_outbox(
         )
         for letter in letters
     ]
-    await session.execute(
-        _insert(table.name, with_headers=True),
-        {
-            # Not the event's id: that one may be dead-lettered again after a replay.
-            "ids": [f"dead-letter:{new_event_id()}" for _ in letters],
-            "types": [letter.event_type or "unknown" for letter in letters],
-            "topics": [route.topic] * len(letters),
-            "keys": keys,
-            "slots": [key_slot(key) for key in keys],
-            "payloads": [letter.record.value or b"" for letter in letters],
-            "headers": [h.encode() for h in headers],
-        },
-    )
+    # Not the event's id: that one may be dead-lettered again after a replay.
+    rows = [
+        (
+            f"dead-letter:{new_event_id()}",
+            letter.event_type or "unknown",
+            route.topic,
+            key,
+            key_slot(key),
+            letter.record.value or b"",
+            header.encode(),
+        )
+        for letter, key, header in zip(letters, keys, headers, strict=True)
+    ]
+    await session.execute(_insert(table.name), {"rows": rows})

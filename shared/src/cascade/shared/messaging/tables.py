@@ -42,6 +42,16 @@ LIST_PENDING_DDL = (
 )
 
 
+# The row add_to_outbox sends, one array of them per statement (schema_v4). Its fields are
+# the columns the statement fills, in its order; a new outbox column the writers fill needs
+# a new field here, in a migration of its own.
+OUTBOX_ROW_TYPE = "outbox_row"
+OUTBOX_ROW_DDL = (
+    f"CREATE TYPE {OUTBOX_ROW_TYPE} AS (event_id text, event_type text, topic text,"
+    " message_key text, key_slot smallint, payload bytea, headers bytea)"
+)
+
+
 def key_slot(key: str) -> int:
     """Returns the relay slot of a message key (stable across processes and releases)."""
     return zlib.crc32(key.encode()) % KEY_SLOTS
@@ -75,13 +85,13 @@ def outbox_table(metadata: MetaData) -> Table:
         # Pruning reads only the block ranges old enough (schema_v2).
         Index("ix_outbox_message_created_at", "created_at", postgresql_using="brin"),
     )
-    event.listen(outbox, "after_create", _create_list_pending_trigger)
+    event.listen(outbox, "after_create", _create_trigger_and_row_type)
     return outbox
 
 
-def _create_list_pending_trigger(target: Table, connection: Connection, **_: Any) -> None:
+def _create_trigger_and_row_type(target: Table, connection: Connection, **_: Any) -> None:
     """For metadata.create_all (tests, benchmarks); migrations run the same statements."""
-    for statement in LIST_PENDING_DDL:
+    for statement in (*LIST_PENDING_DDL, OUTBOX_ROW_DDL):
         connection.exec_driver_sql(statement)
 
 
