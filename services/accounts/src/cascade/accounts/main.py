@@ -8,6 +8,7 @@ from cascade.accounts.adapters import orm
 from cascade.accounts.domain.model import Policy
 from cascade.accounts.entrypoints import consumers
 from cascade.accounts.entrypoints.api.router import router
+from cascade.accounts.entrypoints.held_gauges import held_event_gauges
 from cascade.accounts.settings import PRODUCTS, AccountsSettings
 from cascade.shared.app import create_service_app
 from cascade.shared.messaging.runtime import event_consumer, outbox_relay
@@ -35,7 +36,11 @@ def create_app(settings: AccountsSettings | None = None) -> FastAPI:
             by_product, settings.policy(""), consumers.dead_letter_route(settings.consumer_group)
         ),
     )
-    lifespans = [outbox_relay(orm.outbox), *([consumer] if settings.consume_events else [])]
+    lifespans = [
+        outbox_relay(orm.outbox),
+        held_event_gauges(settings.held_gauges_every_s),
+        *([consumer] if settings.consume_events else []),
+    ]
     app = create_service_app(settings, routers=[router], lifespans=lifespans)
     app.state.policies = by_product
     return app

@@ -53,6 +53,8 @@ class AccountsSettings(ServiceSettings):
     consumer_batch_timeout_s: float = Field(default=240.0, gt=0, lt=300)
     # Replicas share the work through one consumer group; tests give each run its own.
     consumer_group: str = Field(default="accounts", min_length=1)
+    # How often the held-event gauges (cascade_accounts_held_*) are measured.
+    held_gauges_every_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _buckets_are_usable(self) -> AccountsSettings:

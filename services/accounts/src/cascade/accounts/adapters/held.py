@@ -88,3 +88,17 @@ async def take_held(session: AsyncSession, account_ids: Sequence[str]) -> dict[s
         )
         held[row.account_id].append(Incoming(event, Rejection(event, "", "", origin, value)))
     return dict(held)
+
+
+async def held_backlog(session: AsyncSession) -> tuple[int, float]:
+    """Returns how many events are held and the age in seconds of the oldest (0 if none)."""
+    row = (
+        await session.execute(
+            text(
+                "SELECT count(*) AS held, "
+                "COALESCE(EXTRACT(EPOCH FROM now() - min(held_at)), 0) AS oldest_s "
+                "FROM held_event"
+            )
+        )
+    ).one()
+    return int(row.held), float(row.oldest_s)

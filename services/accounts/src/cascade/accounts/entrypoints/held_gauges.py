@@ -1,0 +1,77 @@
+"""Gauges of the events held for accounts core banking has not opened yet.
+
+The contract keeps such events until the opening arrives, for as long as it takes. An
+opening that never comes (lost upstream, or sent under another id) leaves them held
+silently; these gauges let an alert see them: the count, and the age of the oldest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from cascade.accounts.adapters.held import held_backlog
+from cascade.shared.app import Lifespan
+from cascade.shared.logging import get_logger
+from cascade.shared.messaging.backoff import wait_or_stop
+
+log = get_logger(__name__)
+
+
+class HeldGauges:
+    """The two gauges, in the app's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.count = Gauge(
+            "cascade_accounts_held_events",
+            "Events kept for accounts core banking has not opened yet",
+            registry=registry,
+        )
+        self.oldest_age = Gauge(
+            "cascade_accounts_held_oldest_age_seconds",
+            "Age of the oldest event kept for an account not opened yet (0 if none)",
+            registry=registry,
+        )
+
+
+async def measure_held(sessions: async_sessionmaker[AsyncSession], gauges: HeldGauges) -> None:
+    """Sets the gauges from the database."""
+    async with sessions() as session:
+        count, oldest_s = await held_backlog(session)
+    gauges.count.set(count)
+    gauges.oldest_age.set(oldest_s)
+
+
+def held_event_gauges(every_s: float) -> Lifespan:
+    """Returns a lifespan that measures the held events every `every_s` seconds."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gauges, stop = HeldGauges(app.state.registry), asyncio.Event()
+        task = asyncio.create_task(_measure_until(stop, app.state.sessions, gauges, every_s))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
+    return lifespan
+
+
+async def _measure_until(
+    stop: asyncio.Event,
+    sessions: async_sessionmaker[AsyncSession],
+    gauges: HeldGauges,
+    every_s: float,
+) -> None:
+    while not stop.is_set():
+        try:
+            await measure_held(sessions, gauges)
+        except Exception as error:  # the database is down: the gauges keep their last values
+            log.warning("accounts.held_measure_failed", error_class=type(error).__name__)
+        await wait_or_stop(stop, every_s)
