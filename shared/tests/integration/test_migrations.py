@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import MetaData, inspect
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -35,6 +36,29 @@ async def _inspect(database_url: str, metadata: MetaData) -> tuple[set[str], lis
         await engine.dispose()
 
 
+# The fields of the row type the outbox writers send, and the outbox columns of those names.
+_ROW_TYPE_FIELDS = text(
+    "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+    "JOIN pg_type t ON t.typrelid = a.attrelid WHERE t.typname = 'outbox_row' "
+    "AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum"
+)
+_OUTBOX_COLUMNS = text(
+    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = 'outbox_message'::regclass AND attnum > 0 AND NOT attisdropped"
+)
+
+
+async def _row_type_and_columns(database_url: str) -> tuple[list[Any], dict[str, str]]:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            fields = [tuple(row) for row in await connection.execute(_ROW_TYPE_FIELDS)]
+            columns = {row[0]: row[1] for row in await connection.execute(_OUTBOX_COLUMNS)}
+            return fields, columns
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.parametrize("service", sorted(SERVICE_PORTS))
 async def test_migrations_stairway_and_model_parity(service: str, database_url: str) -> None:
     package = f"cascade.{service}"
@@ -44,6 +68,9 @@ async def test_migrations_stairway_and_model_parity(service: str, database_url: 
     tables, differences = await _inspect(database_url, metadata)
     assert {"outbox_message", "inbox_message", "alembic_version"} <= tables
     assert differences == [], "the models and the migrations disagree"
+    fields, columns = await _row_type_and_columns(database_url)
+    assert len(fields) == 7
+    assert fields == [(name, columns.get(name)) for name, _ in fields], "outbox_row drifted"
 
     await asyncio.to_thread(migrations.downgrade, package, database_url)
     tables, _ = await _inspect(database_url, metadata)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -58,9 +59,18 @@ class Api:
         return {"Authorization": f"Bearer {self.issuer.token(role)}"}
 
 
+@pytest.fixture
+def app_overrides() -> dict[str, Any]:
+    """Settings `api`'s app takes on top of the tests' own: a test parametrizes this."""
+    return {}
+
+
 @pytest_asyncio.fixture
 async def api(
-    tmp_path: Path, accounts_database: str, kafka_bootstrap_servers: str
+    tmp_path: Path,
+    accounts_database: str,
+    kafka_bootstrap_servers: str,
+    app_overrides: dict[str, Any],
 ) -> AsyncIterator[Api]:
     """Returns a client of the accounts app on the migrated database (no consumer)."""
     issuer = LocalIssuer.create(tmp_path / "keys")
@@ -70,6 +80,7 @@ async def api(
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap_servers),
         # Seeded through the handler; the shared broker's core-banking topics are not ours.
         consume_events=False,
+        **app_overrides,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):

@@ -167,7 +167,7 @@ def report(rounds: Rounds, work: Workload) -> None:
     print(f"(b) outbox -> relay -> consumer -> inbox + effect: {pipeline:,.0f} events/s (median)")
     print(f"    ratio (b)/(a) = {ratio:.3f}, the median of the rounds' ratios (target >= 0.40)")
     spread = rounds.ratios if len(rounds.ratios) > 1 else rounds.ratios * 2
-    low, _, high = statistics.quantiles(spread, n=4)
+    low, _, high = statistics.quantiles(spread, n=4, method="inclusive")
     print(
         f"    the rounds' ratios: {min(spread):.3f} lowest, {low:.3f} to {high:.3f} between "
         f"the quartiles, {max(spread):.3f} highest"

@@ -42,11 +42,11 @@ async def add_to_outbox(
 @cache
 def _insert(table_name: str) -> TextClause:
     # One statement with one array of OUTBOX_ROW_TYPE, however many events. asyncpg checks
-    # every element of an array parameter against three abstract base classes before it
-    # encodes it; one array of rows costs that once per event, where one array per column
-    # cost it six times: about 3 µs of Python and 2 µs of PostgreSQL CPU per event
-    # (schema_v4). The outbox's trigger lists the rows as pending for the relay
-    # (tables.LIST_PENDING_DDL).
+    # every element of an array parameter against abstract base classes, in Python, before
+    # it encodes it: four checks for a row, where one array per column made eleven (two per
+    # text or bytea, one per number). Measured on 100,000 events in statements of 100: the
+    # writer's CPU fell from 8.7 to 5.8 µs per event and PostgreSQL's from 11.3 to 9.5.
+    # The outbox's trigger lists the rows as pending for the relay (tables.LIST_PENDING_DDL).
     return text(
         f"INSERT INTO {table_name} "  # noqa: S608 - our own table name
         "(event_id, event_type, topic, message_key, key_slot, payload, headers) "

@@ -2,8 +2,8 @@
 
 `add_to_outbox` sends a transaction's events as one array of `outbox_row`, not one array
 per column: asyncpg checks each element of an array parameter against abstract base
-classes before encoding it, and six arrays cost that six times per event. The type is
-only the writers' parameter; the outbox table is unchanged.
+classes before encoding it: eleven checks per event over six arrays, four for one row.
+The type is only the writers' parameter; the outbox table is unchanged.
 
 Applied before the release that writes with it: a writer of the previous release still
 sends its per-column arrays, which this migration leaves valid.

@@ -43,8 +43,10 @@ LIST_PENDING_DDL = (
 
 
 # The row add_to_outbox sends, one array of them per statement (schema_v4). Its fields are
-# the columns the statement fills, in its order; a new outbox column the writers fill needs
-# a new field here, in a migration of its own.
+# the columns the statement fills, in its order. Never altered: writers of the release still
+# running send this shape, and pooled connections keep its description. A new field is a new
+# type (outbox_row_v2): created by a migration, sent from the next release, and this one
+# dropped a release after that.
 OUTBOX_ROW_TYPE = "outbox_row"
 OUTBOX_ROW_DDL = (
     f"CREATE TYPE {OUTBOX_ROW_TYPE} AS (event_id text, event_type text, topic text,"
@@ -86,6 +88,7 @@ def outbox_table(metadata: MetaData) -> Table:
         Index("ix_outbox_message_created_at", "created_at", postgresql_using="brin"),
     )
     event.listen(outbox, "after_create", _create_trigger_and_row_type)
+    event.listen(outbox, "after_drop", _drop_row_type)
     return outbox
 
 
@@ -93,6 +96,11 @@ def _create_trigger_and_row_type(target: Table, connection: Connection, **_: Any
     """For metadata.create_all (tests, benchmarks); migrations run the same statements."""
     for statement in (*LIST_PENDING_DDL, OUTBOX_ROW_DDL):
         connection.exec_driver_sql(statement)
+
+
+def _drop_row_type(target: Table, connection: Connection, **_: Any) -> None:
+    # The trigger goes with its table; the type would outlive it and fail the next create.
+    connection.exec_driver_sql(f"DROP TYPE IF EXISTS {OUTBOX_ROW_TYPE}")
 
 
 def outbox_pending_table(metadata: MetaData) -> Table:

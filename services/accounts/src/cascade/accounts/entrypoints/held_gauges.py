@@ -2,12 +2,15 @@
 
 The contract keeps such events until the opening arrives, for as long as it takes. An
 opening that never comes (lost upstream, or sent under another id) leaves them held
-silently; these gauges let an alert see them: the count, and the age of the oldest.
+silently; these gauges let an alert see them: the count, and the age of the oldest. Every
+replica measures the same database: an alert takes the max across replicas, not the sum,
+and the time of the last good measurement tells a stale figure from an empty table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,9 +25,12 @@ from cascade.shared.messaging.backoff import wait_or_stop
 
 log = get_logger(__name__)
 
+# How long a stopping service waits for a measurement in flight (a database that hangs).
+STOP_GRACE_S = 5.0
+
 
 class HeldGauges:
-    """The two gauges, in the app's registry."""
+    """The gauges, in the app's registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.count = Gauge(
@@ -37,6 +43,11 @@ class HeldGauges:
             "Age of the oldest event kept for an account not opened yet (0 if none)",
             registry=registry,
         )
+        self.measured_at = Gauge(
+            "cascade_accounts_held_measured_timestamp_seconds",
+            "Unix time of the last measurement of the held events that succeeded",
+            registry=registry,
+        )
 
 
 async def measure_held(sessions: async_sessionmaker[AsyncSession], gauges: HeldGauges) -> None:
@@ -45,6 +56,7 @@ async def measure_held(sessions: async_sessionmaker[AsyncSession], gauges: HeldG
         count, oldest_s = await held_backlog(session)
     gauges.count.set(count)
     gauges.oldest_age.set(oldest_s)
+    gauges.measured_at.set_to_current_time()
 
 
 def held_event_gauges(every_s: float) -> Lifespan:
@@ -58,7 +70,8 @@ def held_event_gauges(every_s: float) -> Lifespan:
             yield
         finally:
             stop.set()
-            await task
+            with contextlib.suppress(TimeoutError):  # cancelled past the grace period
+                await asyncio.wait_for(task, STOP_GRACE_S)
 
     return lifespan
 
