@@ -194,6 +194,25 @@ async def test_the_history_shows_entering_1_29_then_30_59(
     }
 
 
+@pytest.mark.parametrize(
+    ("closed_on", "left_on"),
+    [(date(2026, 2, 12), "2026-02-12"), (date(2026, 2, 1), "2026-02-06")],
+    ids=["on-the-closure", "never-before-the-period-began"],
+)
+async def test_a_closed_accounts_open_period_ends_at_its_closure(
+    api: Api, sessions: async_sessionmaker[AsyncSession], closed_on: date, left_on: str
+) -> None:
+    await late_account(sessions, "ACC-HCL")
+    await feed(sessions, [CoreBanking("ACC-HCL").closed(closed_on, "charged_off")])
+    await close_days(sessions, TODAY + timedelta(days=1), TODAY + timedelta(days=2))
+
+    response = await api.get("/v1/accounts/ACC-HCL/delinquency-history")
+
+    assert response.json()["buckets"] == [
+        {"bucket": "1-29", "entered_on": "2026-02-06", "left_on": left_on}
+    ]
+
+
 async def test_control_characters_in_ids_and_filters_are_refused_not_a_server_error(
     api: Api,
 ) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cascade.accounts.adapters.bucket_history import save_bucket_history
 from cascade.accounts.domain.account import Account, Closure, Profile, not_assessed
 from cascade.accounts.domain.model import Delinquency, Installment, Pause, Payment, Policy, Reversal
 from cascade.shared.messaging.tables import key_slot
@@ -125,7 +126,7 @@ async def save(
     await _save_accounts(session, opened)
     await _save_contacts(session, opened)
     await _save_facts(session, opened)
-    await _save_bucket_history(session, opened, before)
+    await save_bucket_history(session, opened, before)
 
 
 async def _save_accounts(session: AsyncSession, accounts: list[Account]) -> None:
@@ -307,40 +308,6 @@ async def _save_pauses(session: AsyncSession, accounts: list[Account]) -> None:
             "r": [p.reason for _, p in rows],
         },
     )
-
-
-async def _save_bucket_history(
-    session: AsyncSession, accounts: list[Account], before: dict[str, Delinquency]
-) -> None:
-    moved = [
-        a for a in accounts
-        if a.account_id in before
-        and before[a.account_id].bucket != a.state.bucket
-        and a.state.as_of
-    ]  # fmt: skip
-    if not moved:
-        return
-    # History keeps delinquent buckets only (as Fineract's tag history): current closes a row.
-    await session.execute(
-        text(
-            "UPDATE bucket_history h SET left_on = t.d FROM unnest(CAST(:a AS text[]), "
-            "CAST(:d AS date[])) AS t(a, d) WHERE h.account_id = t.a AND h.left_on IS NULL"
-        ),
-        {"a": [a.account_id for a in moved], "d": [a.state.as_of for a in moved]},
-    )
-    entering = [a for a in moved if a.state.status == "delinquent"]
-    if entering:
-        await session.execute(
-            text(
-                "INSERT INTO bucket_history (account_id, bucket, entered_on) "
-                "SELECT * FROM unnest(CAST(:a AS text[]), CAST(:b AS text[]), CAST(:d AS date[]))"
-            ),
-            {
-                "a": [a.account_id for a in entering],
-                "b": [a.state.bucket for a in entering],
-                "d": [a.state.as_of for a in entering],
-            },
-        )
 
 
 async def accounts_to_review(session: AsyncSession, business_date: date) -> list[str]:
