@@ -213,6 +213,23 @@ async def test_a_closed_accounts_open_period_ends_at_its_closure(
     ]
 
 
+async def test_a_bucket_entered_in_the_closing_batch_is_a_period_ended_by_the_closure(
+    api: Api, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    bank = CoreBanking("ACC-SAME")
+    await feed(sessions, [bank.opened()])
+    await close_days(sessions, DUE)
+    await feed(
+        sessions, [bank.installment("INS-1", DUE, 150000), bank.closed(TODAY, "charged_off")]
+    )
+
+    response = await api.get("/v1/accounts/ACC-SAME/delinquency-history")
+
+    assert response.json()["buckets"] == [
+        {"bucket": "1-29", "entered_on": "2026-02-17", "left_on": "2026-02-17"}
+    ]
+
+
 async def test_control_characters_in_ids_and_filters_are_refused_not_a_server_error(
     api: Api,
 ) -> None:

@@ -40,7 +40,10 @@ async def _save_bucket_moves(
         ),
         {"a": [a.account_id for a in moved], "d": [a.state.as_of for a in moved]},
     )
-    entering = [a for a in moved if a.state.status == "delinquent"]
+    # Delinquent is one day past due or more: a closed account's status no longer says it,
+    # and one that moved bucket in its closing batch still enters that bucket (the closure
+    # below ends the period at once).
+    entering = [a for a in moved if a.state.days_past_due >= 1]
     if entering:
         await session.execute(
             text(
