@@ -44,8 +44,9 @@ class Workload:
     warmup: int = 5_000
     # Each of this machine's two vCPUs changes speed by up to 1.8x within seconds, each on
     # its own (a pinned pure-Python loop, run on both at once), and single-threaded (a)
-    # takes whichever speed its vCPU has: a round's ratio swings from about 0.32 to 0.55.
-    # 11 rounds make the median steady enough to read a few percent's change.
+    # takes whichever speed its vCPU has: a round's ratio swings from about 0.30 to 0.56.
+    # More rounds narrow the median, but one run of 11 still moved from 0.378 to 0.433:
+    # the rounds' quartiles are printed so that a reader sees how far to trust it.
     rounds: int = 11
     writers: int = 8
     rate: int = 1_000  # events/s offered for the latency figures
