@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -34,13 +35,26 @@ def bus_metrics(app: FastAPI) -> BusMetrics:
 
 
 @asynccontextmanager
-async def _background(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> AsyncIterator[None]:
+async def run_in_background(
+    work: Coroutine[Any, Any, None], stop: asyncio.Event, grace_s: float | None = None
+) -> AsyncIterator[None]:
+    """Runs `work` while the context is open; on exit sets `stop` and waits for `work`.
+
+    With `grace_s`, the wait is bounded: work still running then is cancelled (a
+    measurement stuck on a database that hangs must not hold up the service's stop).
+    """
     task = asyncio.create_task(work)
     try:
         yield
     finally:
         stop.set()
-        await task
+        if grace_s is not None:
+            await asyncio.wait({task}, timeout=grace_s)
+        if grace_s is not None and task.cancel():  # still running past the grace period
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        else:
+            await task
 
 
 async def _declare_topics(settings: ServiceSettings, stop: asyncio.Event) -> None:
@@ -74,8 +88,8 @@ def outbox_relay(outbox: Table) -> Lifespan:
         )
         stop = asyncio.Event()
         async with (
-            _background(_declare_topics(settings, stop), stop),
-            _background(relay.run(stop), stop),
+            run_in_background(_declare_topics(settings, stop), stop),
+            run_in_background(relay.run(stop), stop),
         ):
             yield
 
@@ -111,7 +125,7 @@ def event_consumer(
             metrics=bus_metrics(app),
         )
         stop = asyncio.Event()
-        async with _background(consumer.run(stop), stop):
+        async with run_in_background(consumer.run(stop), stop):
             yield
 
     return lifespan

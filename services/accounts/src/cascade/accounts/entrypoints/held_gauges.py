@@ -10,7 +10,6 @@ and the time of the last good measurement tells a stale figure from an empty tab
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,6 +21,7 @@ from cascade.accounts.adapters.held import held_backlog
 from cascade.shared.app import Lifespan
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.backoff import wait_or_stop
+from cascade.shared.messaging.runtime import run_in_background
 
 log = get_logger(__name__)
 
@@ -65,13 +65,9 @@ def held_event_gauges(every_s: float) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gauges, stop = HeldGauges(app.state.registry), asyncio.Event()
-        task = asyncio.create_task(_measure_until(stop, app.state.sessions, gauges, every_s))
-        try:
+        measuring = _measure_until(stop, app.state.sessions, gauges, every_s)
+        async with run_in_background(measuring, stop, grace_s=STOP_GRACE_S):
             yield
-        finally:
-            stop.set()
-            with contextlib.suppress(TimeoutError):  # cancelled past the grace period
-                await asyncio.wait_for(task, STOP_GRACE_S)
 
     return lifespan
 
