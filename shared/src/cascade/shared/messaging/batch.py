@@ -83,13 +83,6 @@ def position(record: Record) -> tuple[str, int, int]:
     return record.topic, record.partition, record.offset
 
 
-def event_id_of(record: Record) -> str:
-    try:
-        return decode(record.value).id
-    except DecodeError:
-        return ""
-
-
 def fqcn(error: BaseException) -> str:
     return f"{type(error).__module__}.{type(error).__qualname__}"
 

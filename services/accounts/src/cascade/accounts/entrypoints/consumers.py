@@ -31,7 +31,31 @@ def consumer_config(
         topics=consumed_by("accounts"),
         dead_letter_topic=dead_letter_topic("accounts"),
         max_records=max_records,
+        application_order=in_application_order,
     )
+
+
+def in_application_order(events: Sequence[DecodedEvent]) -> list[DecodedEvent]:
+    """Returns a batch as the handler applies it: account events, then closes by date.
+
+    Account events before the closes of the same batch: an event that a close should count
+    is then counted, rather than corrected just after it. The consumer's one-at-a-time
+    fallback uses the same order.
+    """
+    account_events, closes = _account_events_and_closes(events)
+    return account_events + closes
+
+
+def _account_events_and_closes(
+    events: Sequence[DecodedEvent],
+) -> tuple[list[DecodedEvent], list[DecodedEvent]]:
+    """Returns the account events in batch order, and the closes by business date."""
+    account_events: list[DecodedEvent] = []
+    closes: list[DecodedEvent] = []
+    for event in events:
+        is_close = event.envelope.type == cb.BUSINESS_DAY_CLOSED
+        (closes if is_close else account_events).append(event)
+    return account_events, sorted(closes, key=business_date_of)
 
 
 def corebanking_registry() -> EventRegistry:
@@ -51,12 +75,7 @@ def batch_handler(
     dead_letters = route or dead_letter_route()
 
     async def handle(session: AsyncSession, events: Sequence[DecodedEvent]) -> list[Rejection]:
-        # Account events before the closes of the same batch: an event that a close should
-        # count is then counted, rather than corrected just after it.
-        account_events = [e for e in events if e.envelope.type != cb.BUSINESS_DAY_CLOSED]
-        closes = sorted(
-            (e for e in events if e.envelope.type == cb.BUSINESS_DAY_CLOSED), key=business_date_of
-        )
+        account_events, closes = _account_events_and_closes(events)  # in_application_order
         refused = []
         if closes:
             # The close's exclusive lock first: taken after the account events' shared lock
