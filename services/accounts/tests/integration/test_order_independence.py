@@ -43,7 +43,7 @@ async def _deliver(sessions: async_sessionmaker[AsyncSession], events: list[Deco
     handler = batch_handler(by_product, by_product["credit_card"])
     async with sessions() as session, session.begin():
         ids = list(dict.fromkeys(e.envelope.id for e in events))
-        new = await inbox.claim_new(session, orm.inbox, GROUP_ID, ids)
+        new = await inbox.claim_new(session, orm.inbox, GROUP_ID, ids, 3600)
         fresh = {e.envelope.id: e for e in events if e.envelope.id in new}
         refused = await handler(session, list(fresh.values()))
     assert refused == []

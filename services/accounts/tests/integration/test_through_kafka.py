@@ -173,6 +173,12 @@ async def test_scenarios_flow_from_core_banking_to_delinquency_events(
             return await scalar("SELECT count(*) FROM outbox_pending") == 0
 
         await wait_until_async(relayed, 60, "the outbox to drain")
+        # Days each inbox row is kept: its topic's, from the topology (a batch takes the
+        # longest of its topics'): 148 for corebanking.events.v1, 483 for business days.
+        kept_days = await scalar(
+            "SELECT array_agg(DISTINCT days ORDER BY days) FROM (SELECT round(extract(epoch"
+            " FROM expires_at - processed_at) / 86400)::int AS days FROM inbox_message) k"
+        )
     published = await _read_all(kafka_bootstrap_servers, OUT, prefix)
     dead = await _read_all(kafka_bootstrap_servers, "accounts.dead-letters.v1", prefix)
 
@@ -204,3 +210,4 @@ async def test_scenarios_flow_from_core_banking_to_delinquency_events(
     assert types.count("cascade.accounts.pause-ended.v1") == 1
     assert "cascade.accounts.account-cured.v1" in types
     assert "cascade.accounts.account-closed.v1" in types
+    assert kept_days == [148, 483]

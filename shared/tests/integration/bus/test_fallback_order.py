@@ -8,27 +8,16 @@ and a fallback that went by partition instead would apply the close first.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from cascade.shared.infra.processes import wait_until_async
-from cascade.shared.messaging.clients import make_consumer, make_producer
-from cascade.shared.messaging.consumer import ConsumerConfig, EventConsumer
-from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.consumer import ConsumerConfig
 from cascade.shared.messaging.registry import DecodedEvent
-from cascade.shared.messaging.runtime import run_in_background
-from cascade.shared.settings import KafkaSettings
-from cascade.shared.testing.bus import (
-    INBOX,
-    make_steps,
-    read_effects,
-    record_effects,
-    step_registry,
-)
-from cascade.shared.testing.harness import produce_envelopes
+from cascade.shared.testing.bus import make_steps, read_effects, record_effects
+from cascade.shared.testing.harness import consumer_in_this_process, produce_envelopes
 from cascade.shared.testing.kafka import create_topics, unique_name
 
 pytestmark = pytest.mark.integration
@@ -63,35 +52,19 @@ async def test_fallback_applies_events_in_the_handlers_order(
     await create_topics(kafka_bootstrap_servers, [events_topic, dead_letters], partitions=1)
     # One key, seq 0..9 at offsets 0..9, produced before the consumer starts: one batch.
     await produce_envelopes(kafka_bootstrap_servers, events_topic, make_steps(10, 1))
-    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap_servers)
-    group = unique_name("fallback")
-    engine = create_async_engine(bus_database, pool_size=2)
-    consumer = EventConsumer(
-        ConsumerConfig(
-            group,
-            (events_topic,),
-            dead_letters,
-            max_attempts=1,
-            application_order=latest_first,
-        ),
-        consumer_factory=lambda: make_consumer(kafka, group_id=group, client_id="fallback"),
-        producer_factory=lambda: make_producer(kafka, client_id="fallback-dlq"),
-        sessions=async_sessionmaker(engine, expire_on_commit=False),
-        inbox_table=INBOX,
-        registry=step_registry(),
-        handler=_handle,
-        metrics=BusMetrics(),
+    config = ConsumerConfig(
+        unique_name("fallback"),
+        (events_topic,),
+        dead_letters,
+        max_attempts=1,
+        application_order=latest_first,
     )
-    stop = asyncio.Event()
-    try:
-        async with run_in_background(consumer.run(stop), stop):
+    async with consumer_in_this_process(bus_database, kafka_bootstrap_servers, config, _handle):
 
-            async def nine_applied() -> bool:
-                return len(await read_effects(bus_database)) == 9
+        async def nine_applied() -> bool:
+            return len(await read_effects(bus_database)) == 9
 
-            await wait_until_async(nine_applied, 60, "the nine good steps to be applied")
-    finally:
-        await engine.dispose()
+        await wait_until_async(nine_applied, 60, "the nine good steps to be applied")
 
     applied = [seq for _, _, seq in await read_effects(bus_database)]
     # The batch's own order (offsets) would be 0, 1, 2, 3, 4, 6, 7, 8, 9.

@@ -25,6 +25,7 @@ from cascade.shared.testing.statements import statements_sent
 pytestmark = pytest.mark.integration
 
 GROUP = "inbox-claim-test"
+KEEP_S = 3600
 
 
 def ids(first: int, last: int) -> list[str]:
@@ -38,7 +39,7 @@ async def engine(bus_database: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def _claim(engine: AsyncEngine, batch: list[Any]) -> set[str]:
+async def _claim(engine: AsyncEngine, batch: list[Any], keep_s: int = KEEP_S) -> set[str]:
     """Claims `batch` in a transaction that first writes an effect row; returns the new ids."""
     async with async_sessionmaker(engine)() as session, session.begin():
         await session.execute(
@@ -47,7 +48,7 @@ async def _claim(engine: AsyncEngine, batch: list[Any]) -> set[str]:
                 "VALUES ('earlier-work', 'k', 0, 'test')"
             )
         )
-        return await claim_new(session, INBOX, GROUP, batch)
+        return await claim_new(session, INBOX, GROUP, batch, keep_s)
 
 
 async def _recorded(engine: AsyncEngine) -> tuple[list[str], int]:
@@ -121,3 +122,40 @@ async def test_an_integrity_error_other_than_a_duplicate_reaches_the_caller(
     # Not taken for a duplicate: the conflict-checking insert was never tried.
     assert not _sent(sent, "ON CONFLICT")
     assert await _recorded(engine) == ([], 0)
+
+
+async def _keeps(engine: AsyncEngine) -> dict[str, float]:
+    """Returns, per recorded id, the seconds from its recording to its expiry."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            text(
+                "SELECT event_id, extract(epoch FROM expires_at - processed_at) "
+                "FROM inbox_message WHERE consumer_group = :g"
+            ),
+            {"g": GROUP},
+        )
+        return {event_id: float(seconds) for event_id, seconds in rows}
+
+
+async def test_ids_are_remembered_for_the_time_the_caller_asks(engine: AsyncEngine) -> None:
+    await _claim(engine, ids(0, 39), keep_s=7_200)  # the plain insert
+    await _claim(engine, ["id-000", "id-040"], keep_s=600)  # the conflict-checking one
+
+    keeps = await _keeps(engine)
+
+    # id-000 came back, but its first time is the longer one.
+    assert keeps == {**dict.fromkeys(ids(0, 39), 7_200.0), "id-040": 600.0}
+
+
+async def test_an_id_that_comes_back_is_remembered_from_its_last_delivery(
+    engine: AsyncEngine,
+) -> None:
+    await _claim(engine, ids(0, 1), keep_s=600)
+    await _claim(engine, ids(1, 2), keep_s=86_400)
+
+    keeps = await _keeps(engine)
+
+    assert keeps["id-000"] == 600.0
+    # From its second delivery: a day, plus the time between the two.
+    assert 86_400.0 < keeps["id-001"] < 86_400.0 + 60
+    assert keeps["id-002"] == 86_400.0

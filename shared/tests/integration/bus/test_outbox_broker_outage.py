@@ -29,11 +29,12 @@ from sqlalchemy.pool import NullPool
 
 from cascade.shared.infra.kafka import ApacheKafkaBroker
 from cascade.shared.infra.processes import wait_until_async
+from cascade.shared.messaging.advisory import MEMBER_LOCKS, SLOT_LOCKS
 from cascade.shared.messaging.clients import make_producer
 from cascade.shared.messaging.envelope import Envelope
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.outbox import add_to_outbox
-from cascade.shared.messaging.relay import MEMBER_LOCKS, SLOT_LOCKS, OutboxRelay, RelaySettings
+from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
 from cascade.shared.messaging.tables import key_slot
 from cascade.shared.settings import KafkaSettings
 from cascade.shared.testing.bus import OUTBOX, make_steps

@@ -31,9 +31,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from cascade.shared.infra.processes import wait_until_async
+from cascade.shared.messaging.advisory import MEMBER_LOCKS, SLOT_LOCKS
 from cascade.shared.messaging.envelope import Envelope
 from cascade.shared.messaging.outbox import add_to_outbox
-from cascade.shared.messaging.relay import MEMBER_LOCKS, SLOT_LOCKS
 from cascade.shared.messaging.tables import KEY_SLOTS
 from cascade.shared.testing.bus import OUTBOX, make_steps
 from cascade.shared.testing.harness import Worker, history, wait_all_applied, wait_lag_zero

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -37,6 +37,7 @@ from cascade.shared.messaging.offsets import AppliedOffsets, commit_offsets, rec
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
 from cascade.shared.messaging.rejections import Rejection, dead_letter_of
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_consumer, verify_producer
+from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
 
 log = get_logger(__name__)
 
@@ -72,6 +73,9 @@ class ConsumerConfig:
     # The one-at-a-time fallback applies the events in this order too, so that an event
     # refused in a batch does not change the order in which the others take effect.
     application_order: ApplicationOrder = _batch_order
+    # Seconds the inbox remembers an event id, per topic; a topic not listed is remembered
+    # for INBOX_KEEP_UNLISTED_S. A service's lifespan fills it from topology.inbox_keep_s.
+    inbox_keep_s: Mapping[str, int] = field(default_factory=dict)
     # Switched off only by the negative-control tests, to prove the tests see the bug.
     dedup: bool = True
     offsets_after_db: bool = True
@@ -211,7 +215,12 @@ class EventConsumer:
         async with self._sessions() as session, session.begin():
             fresh = (
                 await inbox.fresh_events(
-                    session, self._inbox, self._config.group_id, events, self._metrics.duplicates
+                    session,
+                    self._inbox,
+                    self._config.group_id,
+                    events,
+                    self._metrics.duplicates,
+                    self._inbox_keep_s(events),
                 )
                 if self._config.dedup
                 else events
@@ -224,6 +233,12 @@ class EventConsumer:
             crash_point("in_handler_before_db_commit")
         count_by_type(self._metrics.consumed, [event.envelope.type for event in fresh])
         return [dead_letter_of(rejection) for rejection in refused]
+
+    def _inbox_keep_s(self, events: Sequence[DecodedEvent]) -> int:
+        """The longest that any of the batch's topics needs: one expiry per statement."""
+        keep, unlisted = self._config.inbox_keep_s, INBOX_KEEP_UNLISTED_S
+        topics = {event.record.topic for event in events if event.record is not None}
+        return max((keep.get(topic, unlisted) for topic in topics), default=unlisted)
 
     def _decode(self, records: list[Record]) -> tuple[list[DecodedEvent], list[DeadLetter]]:
         return decode_batch(records, self._registry)

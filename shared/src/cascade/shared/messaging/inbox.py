@@ -23,11 +23,13 @@ async def fresh_events(
     consumer_group: str,
     events: Sequence[DecodedEvent],
     duplicates: Counter,
+    keep_s: int,
 ) -> Sequence[DecodedEvent]:
-    """Records a batch in the inbox; returns the events not applied before, once each."""
+    """Records a batch in the inbox, to be remembered for `keep_s` seconds; returns the
+    events not applied before, once each."""
     unique = first_occurrences(events)
     ids = [event.envelope.id for event in unique]
-    new_ids = await claim_new(session, table, consumer_group, ids)
+    new_ids = await claim_new(session, table, consumer_group, ids, keep_s)
     if len(new_ids) == len(events):
         return events  # the usual case: nothing seen before, nothing to count
     fresh = [event for event in unique if event.envelope.id in new_ids]
@@ -47,23 +49,33 @@ PLAIN_INSERT_MIN_IDS = 32
 
 
 async def claim_new(
-    session: AsyncSession, table: Table, consumer_group: str, event_ids: Sequence[str]
+    session: AsyncSession,
+    table: Table,
+    consumer_group: str,
+    event_ids: Sequence[str],
+    keep_s: int,
 ) -> set[str]:
-    """Records `event_ids` for the group in the caller's transaction; returns the new ones.
+    """Records `event_ids` for the group in the caller's transaction, to be remembered for
+    `keep_s` seconds; returns the new ones.
 
     The insert leaves out the ids recorded before, so their effects are not applied a
     second time (Eventuate's received_messages). A batch rarely holds one, so from
-    PLAIN_INSERT_MIN_IDS ids a plain insert is tried first (`_recorded_plainly`).
+    PLAIN_INSERT_MIN_IDS ids a plain insert is tried first (`_recorded_plainly`). A seen
+    id is then remembered for `keep_s` from now, if that is longer: it came back, so it may
+    come back again for as long as this delivery's topic keeps it.
     """
     if not event_ids:
         return set()
-    parameters = {"group": consumer_group, "ids": list(event_ids)}
+    parameters = {"group": consumer_group, "ids": list(event_ids), "keep": keep_s}
     if len(event_ids) >= PLAIN_INSERT_MIN_IDS and await _recorded_plainly(
         session, table, parameters
     ):
         return set(event_ids)
-    new_ids = await session.scalar(_claim(table.name), parameters)
-    return set(new_ids or ())
+    new_ids = set(await session.scalar(_claim(table.name), parameters) or ())
+    seen = [event_id for event_id in event_ids if event_id not in new_ids]
+    if seen:
+        await session.execute(_remember_longer(table.name), {**parameters, "ids": seen})
+    return new_ids
 
 
 async def _recorded_plainly(session: AsyncSession, table: Table, parameters: Any) -> bool:
@@ -101,11 +113,24 @@ async def forget(
     )
 
 
+# One value for the whole statement: an expiry per row would be a second array to encode.
+_EXPIRES_AT = "now() + CAST(:keep AS integer) * interval '1 second'"
+
+
 @cache
 def _record(table_name: str) -> TextClause:
     return text(
-        f"INSERT INTO {table_name} (consumer_group, event_id) "
-        "SELECT :group, unnest(CAST(:ids AS text[]))"
+        f"INSERT INTO {table_name} (consumer_group, event_id, expires_at) "
+        f"SELECT :group, unnest(CAST(:ids AS text[])), {_EXPIRES_AT}"
+    )
+
+
+@cache
+def _remember_longer(table_name: str) -> TextClause:
+    return text(
+        f"UPDATE {table_name} SET expires_at = {_EXPIRES_AT} "  # noqa: S608
+        "WHERE consumer_group = :group AND event_id = ANY(CAST(:ids AS text[])) "
+        f"AND expires_at < {_EXPIRES_AT}"
     )
 
 
@@ -113,7 +138,7 @@ def _record(table_name: str) -> TextClause:
 def _claim(table_name: str) -> TextClause:
     # The new ids come back as one array (decoded by asyncpg in C), not as a row each.
     return text(
-        f"WITH new AS (INSERT INTO {table_name} (consumer_group, event_id) "  # noqa: S608
-        "SELECT :group, unnest(CAST(:ids AS text[])) "
+        f"WITH new AS (INSERT INTO {table_name} (consumer_group, event_id, expires_at) "  # noqa: S608
+        f"SELECT :group, unnest(CAST(:ids AS text[])), {_EXPIRES_AT} "
         "ON CONFLICT DO NOTHING RETURNING event_id) SELECT array_agg(event_id) FROM new"
     )

@@ -53,6 +53,16 @@ class BusMetrics:
             "Age of the oldest unpublished outbox row",
             registry=registry,
         )
+        self.inbox_swept = Counter(
+            "cascade_inbox_swept_rows",
+            "Inbox rows deleted by the sweep, past the time their event could come back",
+            registry=registry,
+        )
+        self.inbox_sweep_finished = Gauge(
+            "cascade_inbox_sweep_finished_timestamp_seconds",
+            "When the inbox sweep last finished a pass over the whole table",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "cascade_consumer_lag",
             "Records behind the partition's high watermark",

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cascade.shared.logging import get_logger
+from cascade.shared.messaging.advisory import MEMBER_LOCKS, SLOT_LOCKS, try_advisory_lock
 from cascade.shared.messaging.backoff import Backoff, wait_or_stop
 from cascade.shared.messaging.batching import PartitionCache, publish_all
 from cascade.shared.messaging.faults import crash_point
@@ -46,9 +47,6 @@ from cascade.shared.messaging.tables import KEY_SLOTS, PENDING
 
 log = get_logger(__name__)
 
-# Advisory-lock namespaces (the first int4 of the two-key form); arbitrary but fixed.
-MEMBER_LOCKS = 0x0CA5_0001
-SLOT_LOCKS = 0x0CA5_0002
 _MAX_RELAYS = 64
 
 
@@ -166,7 +164,7 @@ class OutboxRelay:
 
     async def _join(self, connection: AsyncConnection) -> None:
         for member in range(_MAX_RELAYS):
-            if await _try_lock(connection, MEMBER_LOCKS, member):
+            if await try_advisory_lock(connection, MEMBER_LOCKS, member):
                 log.info("outbox.relay_joined", member=member)
                 return
         raise RuntimeError(f"more than {_MAX_RELAYS} relays on one database")
@@ -190,7 +188,9 @@ class OutboxRelay:
         for slot in range(KEY_SLOTS):
             if len(self.owned_slots) >= fair_share:
                 break
-            if slot not in self.owned_slots and await _try_lock(connection, SLOT_LOCKS, slot):
+            if slot in self.owned_slots:
+                continue
+            if await try_advisory_lock(connection, SLOT_LOCKS, slot):
                 self.owned_slots.add(slot)
         await connection.commit()
 
@@ -273,10 +273,3 @@ def kafka_headers(stored: bytes | None) -> list[tuple[str, bytes]] | None:
     if stored is None:
         return None
     return [(name, value.encode()) for name, value in json.loads(stored).items()]
-
-
-async def _try_lock(connection: AsyncConnection, namespace: int, key: int) -> bool:
-    locked = await connection.scalar(
-        text("SELECT pg_try_advisory_lock(:ns, :key)"), {"ns": namespace, "key": key}
-    )
-    return bool(locked)

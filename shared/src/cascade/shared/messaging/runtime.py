@@ -18,9 +18,11 @@ from cascade.shared.messaging.admin import apply_topology
 from cascade.shared.messaging.backoff import Backoff
 from cascade.shared.messaging.clients import DEAD_LETTER_MAX_BYTES, make_consumer, make_producer
 from cascade.shared.messaging.consumer import BatchHandler, ConsumerConfig, EventConsumer
+from cascade.shared.messaging.inbox_sweep import InboxSweep
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.registry import EventRegistry
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
+from cascade.shared.messaging.topology import inbox_keep_s
 from cascade.shared.settings import BrokerKind, ServiceSettings
 
 log = get_logger(__name__)
@@ -99,7 +101,7 @@ def outbox_relay(outbox: Table) -> Lifespan:
 def event_consumer(
     config: ConsumerConfig, registry: EventRegistry, inbox: Table, handler: BatchHandler
 ) -> Lifespan:
-    """Returns a lifespan that runs one of the service's consumers."""
+    """Returns a lifespan that runs one of the service's consumers, and its inbox's sweep."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -109,6 +111,8 @@ def event_consumer(
             config,
             embedded_broker=settings.broker is BrokerKind.EMBEDDED,
             service_version=app.version,
+            # From the topology unless the service says otherwise: none can forget it.
+            inbox_keep_s=config.inbox_keep_s or inbox_keep_s(name),
         )
         consumer = EventConsumer(
             safe_config,
@@ -124,8 +128,13 @@ def event_consumer(
             handler=handler,
             metrics=bus_metrics(app),
         )
+        sweep = InboxSweep(app.state.engine, inbox, bus_metrics(app))
         stop = asyncio.Event()
-        async with run_in_background(consumer.run(stop), stop):
+        async with (
+            run_in_background(consumer.run(stop), stop),
+            # Between statements the sweep stops at once; one in flight gets 5 s.
+            run_in_background(sweep.run(stop), stop, grace_s=5.0),
+        ):
             yield
 
     return lifespan

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     event,
     func,
+    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -118,13 +119,30 @@ def outbox_pending_table(metadata: MetaData) -> Table:
     )
 
 
+# How long an inbox row is kept when its writer does not say (schema_v5): rows written
+# before that migration or by a consumer of the previous release, and events of a topic
+# the topology does not declare (tests, benchmarks). At least the longest window that
+# topology.inbox_keep_ms gives, which a test checks.
+INBOX_KEEP_UNLISTED_S = 490 * 24 * 3600
+INBOX_EXPIRES_DEFAULT = f"now() + interval '{INBOX_KEEP_UNLISTED_S} seconds'"
+
+
 def inbox_table(metadata: MetaData) -> Table:
-    """Returns the inbox: the ids of events a consumer group has applied."""
+    """Returns the inbox: the ids of events a consumer group has applied, and until when
+    they must be remembered (the sweep deletes them after, messaging.inbox_sweep)."""
     return Table(
         "inbox_message",
         metadata,
         Column("consumer_group", Text, nullable=False),
         Column("event_id", Text, nullable=False),
         Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # Not indexed: an index would cost every insert, where the sweep reads the table
+        # block range by block range in the background.
+        Column(
+            "expires_at",
+            DateTime(timezone=True),
+            nullable=False,
+            server_default=text(INBOX_EXPIRES_DEFAULT),
+        ),
         PrimaryKeyConstraint("consumer_group", "event_id"),
     )

@@ -149,3 +149,28 @@ def topic(name: str) -> TopicSpec:
 def consumed_by(service: str) -> tuple[str, ...]:
     """Returns the topics a service consumes, its replay topic included."""
     return tuple(spec.name for spec in TOPICS if service in spec.consumers)
+
+
+# Kafka deletes a segment only when its newest record is past the retention, and rolls a
+# segment at least every log.roll.hours (168 by default, which the topics keep): a record
+# can outlive its topic's retention by that much.
+SEGMENT_ROLL_MS = 7 * DAY_MS
+
+
+def inbox_keep_ms(service: str, topic_name: str) -> int:
+    """Returns how long `service`'s inbox must remember an event id read from `topic_name`.
+
+    As long as the topic can deliver the event again (a redelivery, or an operator's reset
+    to the earliest offset), plus as long as a copy of it can come back through a replay:
+    a copy dead-lettered as late as the topic keeps the event stays in the dead-letter
+    topic for its retention, and a replay of it then in the replay topic for its own.
+    """
+    redelivery = topic(topic_name).retention_ms + SEGMENT_ROLL_MS
+    dead_lettered = topic(dead_letter_topic(service)).retention_ms + SEGMENT_ROLL_MS
+    replayed = topic(replay_topic(service)).retention_ms + SEGMENT_ROLL_MS
+    return redelivery + dead_lettered + replayed
+
+
+def inbox_keep_s(service: str) -> dict[str, int]:
+    """Returns, for each topic `service` consumes, its inbox_keep_ms in seconds."""
+    return {name: inbox_keep_ms(service, name) // 1000 for name in consumed_by(service)}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from cascade.shared.infra.processes import (
     spawn_detached,
@@ -17,8 +20,13 @@ from cascade.shared.infra.processes import (
     wait_until,
     wait_until_async,
 )
+from cascade.shared.messaging.clients import make_consumer, make_producer
+from cascade.shared.messaging.consumer import BatchHandler, ConsumerConfig, EventConsumer
 from cascade.shared.messaging.envelope import Envelope
-from cascade.shared.testing.bus import read_effects
+from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.runtime import run_in_background
+from cascade.shared.settings import KafkaSettings
+from cascade.shared.testing.bus import INBOX, read_effects, step_registry
 from cascade.shared.testing.history import HistoryReport, Produced, check_history
 from cascade.shared.testing.kafka import group_lag
 
@@ -123,3 +131,28 @@ async def wait_lag_zero(
 async def history(database_url: str, produced: Sequence[Produced]) -> HistoryReport:
     """Returns the history checker's report for a test database."""
     return check_history(produced, await read_effects(database_url))
+
+
+@asynccontextmanager
+async def consumer_in_this_process(
+    database_url: str, bootstrap: str, config: ConsumerConfig, handler: BatchHandler
+) -> AsyncIterator[None]:
+    """Runs an EventConsumer of the test bus in this process while the block runs."""
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    engine = create_async_engine(database_url, pool_size=2)
+    consumer = EventConsumer(
+        config,
+        consumer_factory=lambda: make_consumer(kafka, group_id=config.group_id, client_id="t"),
+        producer_factory=lambda: make_producer(kafka, client_id="t-dlq"),
+        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        inbox_table=INBOX,
+        registry=step_registry(),
+        handler=handler,
+        metrics=BusMetrics(),
+    )
+    stop = asyncio.Event()
+    try:
+        async with run_in_background(consumer.run(stop), stop):
+            yield
+    finally:
+        await engine.dispose()
