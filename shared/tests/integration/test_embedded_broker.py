@@ -10,7 +10,8 @@ import pytest
 import pytest_asyncio
 
 from cascade.shared.infra.tansu import EmbeddedKafkaBroker
-from cascade.shared.testing.kafka import consume, create_topics, produce, unique_name
+from cascade.shared.messaging.admin import apply_topology
+from cascade.shared.testing.kafka import consume, create_topics, list_topics, produce, unique_name
 
 pytestmark = pytest.mark.integration
 
@@ -44,3 +45,10 @@ def test_a_second_process_finds_the_running_broker(tansu: EmbeddedKafkaBroker) -
     assert attached.is_running()
     assert attached.pid == tansu.pid
     assert attached.bootstrap_servers == tansu.bootstrap_servers
+
+
+async def test_every_declared_topic_is_created_on_tansu(tansu: EmbeddedKafkaBroker) -> None:
+    # What the services do at start-up on `make demo`: their configs must suit Tansu too.
+    declared = await apply_topology(tansu.bootstrap_servers)
+
+    assert set(declared) <= set(await list_topics(tansu.bootstrap_servers))

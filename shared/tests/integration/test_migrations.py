@@ -16,6 +16,7 @@ from sqlalchemy.pool import NullPool
 
 from cascade.shared import migrations
 from cascade.shared.catalog import SERVICE_PORTS
+from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +77,47 @@ async def test_migrations_stairway_and_model_parity(service: str, database_url: 
     tables, _ = await _inspect(database_url, metadata)
     assert tables <= {"alembic_version"}
     await asyncio.to_thread(migrations.upgrade, package, database_url)
+
+
+# The last revision of each service before schema_v5 added the inbox's expires_at.
+_BEFORE_INBOX_EXPIRY = {
+    "accounts": "accounts_0007",
+    "cases": "cases_0005",
+    "legal": "legal_0005",
+    "notifications": "notifications_0005",
+}
+
+
+async def _execute(database_url: str, sql: str) -> list[Any]:
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            result = await connection.execute(text(sql))
+            return list(result) if result.returns_rows else []
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("service", sorted(_BEFORE_INBOX_EXPIRY))
+async def test_inbox_rows_that_name_no_expiry_are_kept_the_longest(
+    service: str, database_url: str
+) -> None:
+    package = f"cascade.{service}"
+    await asyncio.to_thread(
+        migrations.upgrade, package, database_url, _BEFORE_INBOX_EXPIRY[service]
+    )
+    insert = "INSERT INTO inbox_message (consumer_group, event_id) VALUES ('g', '{}')"
+    await _execute(database_url, insert.format("before-the-column"))
+    await asyncio.to_thread(migrations.upgrade, package, database_url)
+    await _execute(database_url, insert.format("from-the-previous-release"))
+
+    keeps = dict(
+        await _execute(
+            database_url,
+            "SELECT event_id, extract(epoch FROM expires_at - processed_at) FROM inbox_message",
+        )
+    )
+
+    assert keeps["from-the-previous-release"] == INBOX_KEEP_UNLISTED_S
+    # Counted from the migration, after the row was recorded.
+    assert keeps["before-the-column"] > INBOX_KEEP_UNLISTED_S

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from unittest.mock import patch
+
 import pytest
 
+from cascade.shared.messaging.admin import new_topic
 from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
 from cascade.shared.messaging.topology import (
     CONSUMING_SERVICES,
     DAY_MS,
+    SEGMENT_ROLL_MS,
+    TOPICS,
     consumed_by,
     inbox_keep_ms,
     inbox_keep_s,
+    topic,
 )
 
 pytestmark = pytest.mark.unit
@@ -36,3 +43,18 @@ def test_the_default_for_rows_that_name_no_time_is_the_longest_of_all() -> None:
     longest = max(max(inbox_keep_s(service).values()) for service in CONSUMING_SERVICES)
     assert longest <= INBOX_KEEP_UNLISTED_S
     assert longest + 30 * DAY_S >= INBOX_KEEP_UNLISTED_S  # not kept for ever either
+
+
+def test_a_topic_that_keeps_its_events_for_ever_has_no_inbox_time() -> None:
+    compacted = replace(topic("corebanking.events.v1"), cleanup_policy="compact,delete")
+    with (
+        patch("cascade.shared.messaging.topology.topic", return_value=compacted),
+        pytest.raises(ValueError, match="for ever"),
+    ):
+        inbox_keep_ms("accounts", "corebanking.events.v1")
+
+
+def test_every_topic_is_created_with_the_segment_roll_the_inbox_counts_on() -> None:
+    for spec in TOPICS:
+        configs = new_topic(spec, replication_factor=1).topic_configs
+        assert configs["segment.ms"] == str(SEGMENT_ROLL_MS)

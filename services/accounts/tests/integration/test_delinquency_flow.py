@@ -132,17 +132,22 @@ async def test_events_before_the_opening_are_held_and_applied_when_it_opens(
 ) -> None:
     bank = CoreBanking("ACC-4")
     await _feed(sessions, [business_day_closed(date(2026, 2, 10))])
-    refused = await _feed(
-        sessions,
-        [
-            bank.installment("INS-1", date(2026, 2, 5), 1000),
-            bank.payment("PAY-1", date(2026, 2, 6), 400),
-            bank.installment("INS-2", date(2026, 2, 9), 500, currency="USD"),
-        ],
-    )
-    async with sessions() as session:
+    early = [
+        bank.installment("INS-1", date(2026, 2, 5), 1000),
+        bank.payment("PAY-1", date(2026, 2, 6), 400),
+        bank.installment("INS-2", date(2026, 2, 9), 500, currency="USD"),
+    ]
+    refused = await _feed(sessions, early)
+    async with sessions() as session, session.begin():
         held = await session.scalar(text("SELECT count(*) FROM held_event"))
+        # As the consumer records them, in the transaction that holds them.
+        await session.execute(
+            text("INSERT INTO inbox_message (consumer_group, event_id) VALUES ('accounts', :id)"),
+            [{"id": envelope.id} for envelope in early],
+        )
     refused_at_opening = await _feed(sessions, [bank.opened()])
+    async with sessions() as session:
+        remembered = set(await session.scalars(text("SELECT event_id FROM inbox_message")))
     opened = await _account(sessions, "ACC-4")
     async with sessions() as session:
         letters = (
@@ -158,6 +163,8 @@ async def test_events_before_the_opening_are_held_and_applied_when_it_opens(
     assert [(topic, json.loads(headers)["dlt-reason"]) for topic, headers in letters] == [
         ("accounts.dead-letters.v1", "currency_mismatch")
     ]
+    # The refused one leaves the inbox with its dead letter, so that a replay applies it.
+    assert remembered == {early[0].id, early[1].id}
     assert (opened["status"], opened["days_past_due"], opened["arrears_minor"]) == (
         "delinquent",
         5,

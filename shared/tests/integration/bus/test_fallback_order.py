@@ -39,7 +39,11 @@ def latest_first(events: Sequence[DecodedEvent]) -> list[DecodedEvent]:
     return sorted(events, key=_seq, reverse=True)
 
 
+BATCH_SIZES: list[int] = []
+
+
 async def _handle(session: AsyncSession, events: Sequence[DecodedEvent]) -> None:
+    BATCH_SIZES.append(len(events))
     if any(_seq(event) == POISONED_SEQ for event in events):
         raise PoisonedStepError(f"step {POISONED_SEQ} is poisoned")
     await record_effects(session, latest_first(events), "fallback-test")
@@ -67,5 +71,6 @@ async def test_fallback_applies_events_in_the_handlers_order(
         await wait_until_async(nine_applied, 60, "the nine good steps to be applied")
 
     applied = [seq for _, _, seq in await read_effects(bus_database)]
+    assert BATCH_SIZES[0] == 10, "the ten steps were not fetched as one batch"
     # The batch's own order (offsets) would be 0, 1, 2, 3, 4, 6, 7, 8, 9.
     assert applied == [9, 8, 7, 6, 4, 3, 2, 1, 0]

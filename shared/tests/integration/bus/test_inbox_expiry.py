@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging.advisory import INBOX_SWEEP_LOCK
 from cascade.shared.messaging.consumer import ConsumerConfig
-from cascade.shared.messaging.inbox_sweep import InboxSweep, SweepSettings, _delete_expired
+from cascade.shared.messaging.inbox_sweep import InboxSweep, SweepSettings, delete_expired
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
@@ -108,13 +108,16 @@ async def _left(engine: AsyncEngine) -> tuple[int, int]:
         return int(left), int(expired)
 
 
-async def test_a_pass_deletes_the_expired_rows_and_only_them(engine: AsyncEngine) -> None:
+@pytest.mark.parametrize("start_block", [0, 13])  # 13: within a range of 4, round to it
+async def test_a_pass_deletes_the_expired_rows_and_only_them(
+    engine: AsyncEngine, start_block: int
+) -> None:
     await _fill_inbox(engine)
     registry = CollectorRegistry()
     sweep = InboxSweep(engine, INBOX, BusMetrics(registry), FAST)
 
     async with engine.connect() as connection:
-        swept = await sweep.sweep_once(connection, asyncio.Event())
+        swept = await sweep.sweep_once(connection, asyncio.Event(), start_block)
 
     assert swept == EXPIRED
     assert await _left(engine) == (ROWS - EXPIRED, 0)
@@ -125,7 +128,7 @@ async def test_a_pass_deletes_the_expired_rows_and_only_them(engine: AsyncEngine
 async def test_each_statement_reads_only_its_block_range(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         plan = await connection.scalars(
-            text(f"EXPLAIN {_delete_expired(INBOX.name).text}"),
+            text(f"EXPLAIN {delete_expired(INBOX.name).text}"),
             {"first": (0, 0), "end": (4, 0)},
         )
         lines = list(plan)
@@ -133,9 +136,12 @@ async def test_each_statement_reads_only_its_block_range(engine: AsyncEngine) ->
     assert any("Tid Range Scan" in line for line in lines), "\n".join(lines)
 
 
-async def test_only_the_replica_holding_the_lock_sweeps(engine: AsyncEngine) -> None:
+async def test_only_the_replica_holding_the_lock_sweeps(
+    engine: AsyncEngine, bus_database: str
+) -> None:
     await _fill_inbox(engine)
-    sweep, stop = InboxSweep(engine, INBOX, BusMetrics(), FAST), asyncio.Event()
+    pooled = create_async_engine(bus_database)  # as a service's: connections go back to a pool
+    sweep, stop = InboxSweep(pooled, INBOX, BusMetrics(), FAST), asyncio.Event()
     async with engine.connect() as other_replica:
         await other_replica.execute(
             text("SELECT pg_advisory_lock(:ns, 0)"), {"ns": INBOX_SWEEP_LOCK}
@@ -156,3 +162,12 @@ async def test_only_the_replica_holding_the_lock_sweeps(engine: AsyncEngine) -> 
     finally:
         stop.set()
         await task
+    try:
+        async with engine.connect() as connection:
+            held = await connection.scalar(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = :ns"),
+                {"ns": INBOX_SWEEP_LOCK},
+            )
+    finally:
+        await pooled.dispose()
+    assert held == 0, "the sweep's pooled session kept its lock after stopping"

@@ -9,7 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import TopicPartition
 
 from cascade.shared.infra.processes import wait_until_async
-from cascade.shared.messaging.topology import TOPICS, TopicSpec
+from cascade.shared.messaging.topology import SEGMENT_ROLL_MS, TOPICS, TopicSpec
 
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -55,7 +55,12 @@ async def ensure_topics(
 
 def new_topic(spec: TopicSpec, replication_factor: int) -> NewTopic:
     """Returns the admin request for a declared topic."""
-    configs = {"retention.ms": str(spec.retention_ms), "cleanup.policy": spec.cleanup_policy}
+    configs = {
+        "retention.ms": str(spec.retention_ms),
+        "cleanup.policy": spec.cleanup_policy,
+        # Stated, not left to the broker's default: the inbox's keep counts on it.
+        "segment.ms": str(SEGMENT_ROLL_MS),
+    }
     if replication_factor >= 3:
         # acks=all then means two copies at least (reliability matrix A2).
         configs["min.insync.replicas"] = "2"

@@ -69,6 +69,33 @@ def _dead_letter(record: Record, error: DecodeError) -> DeadLetter:
     )
 
 
+# The order in which a handler applies a batch's events, when it is not the batch's own.
+ApplicationOrder = Callable[[Sequence[DecodedEvent]], Sequence[DecodedEvent]]
+
+
+def batch_order(events: Sequence[DecodedEvent]) -> Sequence[DecodedEvent]:
+    return events
+
+
+def in_application_order(
+    order: ApplicationOrder, events: Sequence[DecodedEvent]
+) -> Sequence[DecodedEvent]:
+    """Returns `events` in `order`; as they are if it fails, or drops or adds an event.
+
+    The one-at-a-time fallback isolates a poison event: it must not depend on a handler's
+    hook working, nor skip an event whose offset it then commits.
+    """
+    try:
+        ordered = order(events)
+    except Exception as error:
+        log.error("consumer.application_order_failed", error_class=fqcn(error))
+        return events
+    if sorted(map(id, ordered)) != sorted(map(id, events)):
+        log.error("consumer.application_order_not_a_permutation")
+        return events
+    return ordered
+
+
 def first_occurrences(events: Sequence[DecodedEvent]) -> list[DecodedEvent]:
     seen: set[str] = set()
     unique = []

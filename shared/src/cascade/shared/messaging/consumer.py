@@ -22,11 +22,14 @@ from cascade.shared.logging import bind_context, get_logger
 from cascade.shared.messaging import inbox
 from cascade.shared.messaging.backoff import Backoff
 from cascade.shared.messaging.batch import (
+    ApplicationOrder,
     DeadLetterFailedError,
     FinishBatchOnRevoke,
     Record,
+    batch_order,
     decode_batch,
     fqcn,
+    in_application_order,
     position,
 )
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
@@ -37,7 +40,6 @@ from cascade.shared.messaging.offsets import AppliedOffsets, commit_offsets, rec
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
 from cascade.shared.messaging.rejections import Rejection, dead_letter_of
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_consumer, verify_producer
-from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
 
 log = get_logger(__name__)
 
@@ -45,13 +47,6 @@ log = get_logger(__name__)
 BatchHandler = Callable[
     [AsyncSession, Sequence[DecodedEvent]], Awaitable[Sequence[Rejection] | None]
 ]
-
-# The order in which a handler applies a batch's events, when it is not the batch's own.
-ApplicationOrder = Callable[[Sequence[DecodedEvent]], Sequence[DecodedEvent]]
-
-
-def _batch_order(events: Sequence[DecodedEvent]) -> Sequence[DecodedEvent]:
-    return events
 
 
 @dataclass(frozen=True)
@@ -72,9 +67,9 @@ class ConsumerConfig:
     # How the handler orders a batch (accounts: account events before the day's close).
     # The one-at-a-time fallback applies the events in this order too, so that an event
     # refused in a batch does not change the order in which the others take effect.
-    application_order: ApplicationOrder = _batch_order
+    application_order: ApplicationOrder = batch_order
     # Seconds the inbox remembers an event id, per topic; a topic not listed is remembered
-    # for INBOX_KEEP_UNLISTED_S. A service's lifespan fills it from topology.inbox_keep_s.
+    # for tables.INBOX_KEEP_UNLISTED_S. A service's lifespan fills it from the topology.
     inbox_keep_s: Mapping[str, int] = field(default_factory=dict)
     # Switched off only by the negative-control tests, to prove the tests see the bug.
     dedup: bool = True
@@ -220,7 +215,7 @@ class EventConsumer:
                     self._config.group_id,
                     events,
                     self._metrics.duplicates,
-                    self._inbox_keep_s(events),
+                    inbox.longest_keep_s(events, self._config.inbox_keep_s),
                 )
                 if self._config.dedup
                 else events
@@ -233,12 +228,6 @@ class EventConsumer:
             crash_point("in_handler_before_db_commit")
         count_by_type(self._metrics.consumed, [event.envelope.type for event in fresh])
         return [dead_letter_of(rejection) for rejection in refused]
-
-    def _inbox_keep_s(self, events: Sequence[DecodedEvent]) -> int:
-        """The longest that any of the batch's topics needs: one expiry per statement."""
-        keep, unlisted = self._config.inbox_keep_s, INBOX_KEEP_UNLISTED_S
-        topics = {event.record.topic for event in events if event.record is not None}
-        return max((keep.get(topic, unlisted) for topic in topics), default=unlisted)
 
     def _decode(self, records: list[Record]) -> tuple[list[DecodedEvent], list[DeadLetter]]:
         return decode_batch(records, self._registry)
@@ -267,8 +256,10 @@ class EventConsumer:
         Returns False when stopping before the batch is done (it will be redelivered).
         """
         async with self._lock:
-            events, _ = self._decode(batch.records)  # the bad ones are dead-lettered already
-        for event in self._config.application_order(events):
+            events, bad = self._decode(batch.records)
+            # Dead-lettered already, unless the batch timed out before they were.
+            await self._dead_letter(batch, bad, dead_letters)
+        for event in in_application_order(self._config.application_order, events):
             if position(event.record) in batch.dead_lettered:
                 continue
             if not await self._apply_single(batch, event.record, event, dead_letters, stop):

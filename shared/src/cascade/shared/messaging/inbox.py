@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cascade.shared.messaging.batch import first_occurrences
 from cascade.shared.messaging.errors import is_unique_violation
 from cascade.shared.messaging.registry import DecodedEvent
+from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
 
 
 async def fresh_events(
@@ -40,6 +41,15 @@ async def fresh_events(
         if count:
             duplicates.labels(event_type).inc(count)
     return fresh
+
+
+def longest_keep_s(events: Sequence[DecodedEvent], keep_s: Mapping[str, int]) -> int:
+    """Returns the longest time any of the batch's topics needs its ids remembered: a batch
+    gets one expiry (one statement parameter), and rarely spans topics."""
+    topics = {event.record.topic for event in events if event.record is not None}
+    return max(
+        (keep_s.get(t, INBOX_KEEP_UNLISTED_S) for t in topics), default=INBOX_KEEP_UNLISTED_S
+    )
 
 
 # From this many ids a batch is first recorded by a plain insert in a savepoint. Below it
@@ -104,6 +114,8 @@ async def forget(
     session: AsyncSession, table: Table, consumer_group: str, event_ids: Sequence[str]
 ) -> None:
     """Removes `event_ids` from the group's inbox in the caller's transaction."""
+    if not event_ids:
+        return
     await session.execute(
         text(
             f"DELETE FROM {table.name} WHERE consumer_group = :group "  # noqa: S608

@@ -111,7 +111,8 @@ def event_consumer(
             config,
             embedded_broker=settings.broker is BrokerKind.EMBEDDED,
             service_version=app.version,
-            # From the topology unless the service says otherwise: none can forget it.
+            # From the topology unless the service says otherwise, so that a service
+            # cannot leave its inbox on the longest time by forgetting to say.
             inbox_keep_s=config.inbox_keep_s or inbox_keep_s(name),
         )
         consumer = EventConsumer(

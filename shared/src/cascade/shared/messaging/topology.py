@@ -152,8 +152,8 @@ def consumed_by(service: str) -> tuple[str, ...]:
 
 
 # Kafka deletes a segment only when its newest record is past the retention, and rolls a
-# segment at least every log.roll.hours (168 by default, which the topics keep): a record
-# can outlive its topic's retention by that much.
+# segment at least every segment.ms (set on every topic, admin.new_topic): a record can
+# outlive its topic's retention by that much.
 SEGMENT_ROLL_MS = 7 * DAY_MS
 
 
@@ -165,7 +165,11 @@ def inbox_keep_ms(service: str, topic_name: str) -> int:
     a copy dead-lettered as late as the topic keeps the event stays in the dead-letter
     topic for its retention, and a replay of it then in the replay topic for its own.
     """
-    redelivery = topic(topic_name).retention_ms + SEGMENT_ROLL_MS
+    spec = topic(topic_name)
+    if spec.retention_ms < 0 or "compact" in spec.cleanup_policy:
+        # Such a topic keeps events for ever: so would the inbox, which this cannot say.
+        raise ValueError(f"{topic_name} keeps its events for ever; no inbox time fits it")
+    redelivery = spec.retention_ms + SEGMENT_ROLL_MS
     dead_lettered = topic(dead_letter_topic(service)).retention_ms + SEGMENT_ROLL_MS
     replayed = topic(replay_topic(service)).retention_ms + SEGMENT_ROLL_MS
     return redelivery + dead_lettered + replayed

@@ -75,7 +75,8 @@ def batch_handler(
     dead_letters = route or dead_letter_route()
 
     async def handle(session: AsyncSession, events: Sequence[DecodedEvent]) -> list[Rejection]:
-        account_events, closes = _account_events_and_closes(events)  # in_application_order
+        # The order in_application_order gives the consumer's fallback too.
+        account_events, closes = _account_events_and_closes(events)
         refused = []
         if closes:
             # The close's exclusive lock first: taken after the account events' shared lock

@@ -24,6 +24,7 @@ from cascade.accounts.domain.model import Delinquency, Installment, Payment, Pol
 from cascade.accounts.service_layer.translators import to_envelopes
 from cascade.shared.contracts import corebanking as cb
 from cascade.shared.messaging.envelope import Envelope
+from cascade.shared.messaging.inbox import forget
 from cascade.shared.messaging.outbox import (
     DeadLetterRoute,
     add_dead_letters_to_outbox,
@@ -45,7 +46,7 @@ async def apply_account_events(
 
     Held events refused when their account opens are dead-lettered here, through the
     outbox: their records were committed long ago, so nothing would redeliver them if the
-    dead letter were lost after this transaction.
+    dead letter were lost after this transaction. Their ids leave the inbox with it.
     """
     await repository.lock_for_changes(session)
     as_of = await repository.last_business_date(session)
@@ -78,6 +79,9 @@ async def apply_account_events(
     await add_to_outbox(session, orm.outbox, outgoing)
     letters = [dead_letter_of(rejection) for rejection in refused_held]
     await add_dead_letters_to_outbox(session, orm.outbox, dead_letters, letters)
+    # Recorded in the inbox when they were held: forgotten, so that a replay applies them.
+    refused_ids = [rejection.event.envelope.id for rejection in refused_held]
+    await forget(session, orm.inbox, dead_letters.consumer_group, refused_ids)
     return rejections
 
 
