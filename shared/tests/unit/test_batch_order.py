@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cascade.shared.messaging.batch import in_application_order
+from cascade.shared.messaging.batch import checked_order
 from cascade.shared.messaging.inbox import longest_keep_s
 from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
@@ -27,13 +27,13 @@ def _events(topics: Sequence[str]) -> list[DecodedEvent]:
 
 def test_the_handlers_order_is_used_when_it_keeps_every_event() -> None:
     events = _events(["t"] * 3)
-    assert list(in_application_order(lambda batch: batch[::-1], events)) == events[::-1]
+    assert list(checked_order(lambda batch: batch[::-1], events)) == events[::-1]
 
 
 def test_an_order_that_drops_or_repeats_an_event_is_not_used() -> None:
     events = _events(["t"] * 3)
-    assert in_application_order(lambda batch: batch[1:], events) == events
-    assert in_application_order(lambda batch: [*batch, batch[0]], events) == events
+    assert checked_order(lambda batch: batch[1:], events) == events
+    assert checked_order(lambda batch: [*batch, batch[0]], events) == events
 
 
 def test_an_order_that_fails_is_not_used() -> None:
@@ -41,7 +41,7 @@ def test_an_order_that_fails_is_not_used() -> None:
         raise AssertionError("not a close")
 
     events = _events(["t"] * 3)
-    assert in_application_order(broken, events) == events
+    assert checked_order(broken, events) == events
 
 
 def test_a_batch_is_kept_as_long_as_its_longest_topic_needs() -> None:

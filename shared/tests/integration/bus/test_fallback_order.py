@@ -52,6 +52,7 @@ async def _handle(session: AsyncSession, events: Sequence[DecodedEvent]) -> None
 async def test_fallback_applies_events_in_the_handlers_order(
     bus_database: str, kafka_bootstrap_servers: str
 ) -> None:
+    BATCH_SIZES.clear()
     events_topic, dead_letters = unique_name("fallback-events"), unique_name("fallback-dlq")
     await create_topics(kafka_bootstrap_servers, [events_topic, dead_letters], partitions=1)
     # One key, seq 0..9 at offsets 0..9, produced before the consumer starts: one batch.

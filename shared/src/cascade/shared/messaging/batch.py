@@ -77,7 +77,7 @@ def batch_order(events: Sequence[DecodedEvent]) -> Sequence[DecodedEvent]:
     return events
 
 
-def in_application_order(
+def checked_order(
     order: ApplicationOrder, events: Sequence[DecodedEvent]
 ) -> Sequence[DecodedEvent]:
     """Returns `events` in `order`; as they are if it fails, or drops or adds an event.
@@ -86,7 +86,7 @@ def in_application_order(
     hook working, nor skip an event whose offset it then commits.
     """
     try:
-        ordered = order(events)
+        ordered = list(order(events))
     except Exception as error:
         log.error("consumer.application_order_failed", error_class=fqcn(error))
         return events

@@ -27,9 +27,9 @@ from cascade.shared.messaging.batch import (
     FinishBatchOnRevoke,
     Record,
     batch_order,
+    checked_order,
     decode_batch,
     fqcn,
-    in_application_order,
     position,
 )
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
@@ -259,7 +259,7 @@ class EventConsumer:
             events, bad = self._decode(batch.records)
             # Dead-lettered already, unless the batch timed out before they were.
             await self._dead_letter(batch, bad, dead_letters)
-        for event in in_application_order(self._config.application_order, events):
+        for event in checked_order(self._config.application_order, events):
             if position(event.record) in batch.dead_lettered:
                 continue
             if not await self._apply_single(batch, event.record, event, dead_letters, stop):

@@ -28,6 +28,8 @@ def upgrade() -> None:
         "ALTER TABLE inbox_message ADD COLUMN expires_at timestamp with time zone NOT NULL "
         f"DEFAULT {_DEFAULT}"
     )
+    # Only for this ALTER: later revisions of the same run keep the server's setting.
+    op.execute("SET LOCAL lock_timeout = DEFAULT")
 
 
 def downgrade() -> None:
