@@ -5,12 +5,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Awaitable, Callable
+
+from cascade.shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
     """Waits `seconds`, or less if `stop` is set meanwhile."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def repeat_until_stopped(
+    stop: asyncio.Event, every_s: float, work: Callable[[], Awaitable[None]], failed: str
+) -> None:
+    """Runs `work` every `every_s` seconds until `stop` is set.
+
+    For background upkeep (measuring, pruning, sweeping): a failure, usually the database
+    being down, is logged as event `failed` and the work simply runs again next time.
+    """
+    while not stop.is_set():
+        try:
+            await work()
+        except Exception as error:
+            log.warning(failed, error_class=type(error).__name__)
+        await wait_or_stop(stop, every_s)
 
 
 class Backoff:

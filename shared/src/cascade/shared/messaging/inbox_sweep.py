@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.advisory import INBOX_SWEEP_LOCK, try_advisory_lock
-from cascade.shared.messaging.backoff import wait_or_stop
+from cascade.shared.messaging.backoff import repeat_until_stopped, wait_or_stop
 from cascade.shared.messaging.metrics import BusMetrics
 
 log = get_logger(__name__)
@@ -58,13 +58,13 @@ class InboxSweep:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweeps whenever this replica holds the lock, until `stop` is set."""
-        while not stop.is_set():
-            try:
-                async with self._engine.connect() as connection:
-                    await self._sweep_while_holding_lock(connection, stop)
-            except Exception as error:  # the database is down: tried again later
-                log.warning("inbox.sweep_failed", error_class=type(error).__name__)
-            await wait_or_stop(stop, self._settings.retry_s)
+
+        async def sweep_if_holding_lock() -> None:
+            async with self._engine.connect() as connection:
+                await self._sweep_while_holding_lock(connection, stop)
+
+        retry_s = self._settings.retry_s
+        await repeat_until_stopped(stop, retry_s, sweep_if_holding_lock, "inbox.sweep_failed")
 
     async def _sweep_while_holding_lock(
         self, connection: AsyncConnection, stop: asyncio.Event
@@ -112,7 +112,7 @@ class InboxSweep:
             swept += int(result.rowcount)
             self._metrics.inbox_swept.inc(result.rowcount)
             await wait_or_stop(stop, self._settings.statement_pause_s)
-        self._metrics.inbox_sweep_finished.set(time.time())
+        self._metrics.inbox_sweep_finished.set_to_current_time()
         return swept
 
 

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.advisory import MEMBER_LOCKS, SLOT_LOCKS, try_advisory_lock
-from cascade.shared.messaging.backoff import Backoff, wait_or_stop
+from cascade.shared.messaging.backoff import Backoff, repeat_until_stopped, wait_or_stop
 from cascade.shared.messaging.batching import PartitionCache, publish_all
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
@@ -253,13 +253,13 @@ class OutboxRelay:
     async def _housekeeping_loop(self, stop: asyncio.Event) -> None:
         """Prunes and measures the outbox on its own connection, so that the backlog
         gauges keep moving while publishing waits on a broker that is down."""
-        while not stop.is_set():
-            try:
-                async with self._engine.connect() as connection:
-                    await self._housekeeping(connection, stop)
-            except Exception as error:  # the database is down: measured again next time
-                log.warning("outbox.housekeeping_failed", error_class=type(error).__name__)
-            await wait_or_stop(stop, self._settings.housekeeping_every_s)
+
+        async def housekeep() -> None:
+            async with self._engine.connect() as connection:
+                await self._housekeeping(connection, stop)
+
+        every_s = self._settings.housekeeping_every_s
+        await repeat_until_stopped(stop, every_s, housekeep, "outbox.housekeeping_failed")
 
     async def _housekeeping(self, connection: AsyncConnection, stop: asyncio.Event) -> None:
         retention, metrics = self._settings.retention, self._metrics

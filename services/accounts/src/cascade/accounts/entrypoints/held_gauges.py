@@ -19,11 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cascade.accounts.adapters.held import held_backlog
 from cascade.shared.app import Lifespan
-from cascade.shared.logging import get_logger
-from cascade.shared.messaging.backoff import wait_or_stop
+from cascade.shared.messaging.backoff import repeat_until_stopped
 from cascade.shared.messaging.runtime import run_in_background
-
-log = get_logger(__name__)
 
 # How long a stopping service waits for a measurement in flight (a database that hangs).
 STOP_GRACE_S = 5.0
@@ -65,22 +62,14 @@ def held_event_gauges(every_s: float) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gauges, stop = HeldGauges(app.state.registry), asyncio.Event()
-        measuring = _measure_until(stop, app.state.sessions, gauges, every_s)
+        # A failed measurement (the database is down) leaves the gauges at their last values.
+        measuring = repeat_until_stopped(
+            stop,
+            every_s,
+            lambda: measure_held(app.state.sessions, gauges),
+            "accounts.held_measure_failed",
+        )
         async with run_in_background(measuring, stop, grace_s=STOP_GRACE_S):
             yield
 
     return lifespan
-
-
-async def _measure_until(
-    stop: asyncio.Event,
-    sessions: async_sessionmaker[AsyncSession],
-    gauges: HeldGauges,
-    every_s: float,
-) -> None:
-    while not stop.is_set():
-        try:
-            await measure_held(sessions, gauges)
-        except Exception as error:  # the database is down: the gauges keep their last values
-            log.warning("accounts.held_measure_failed", error_class=type(error).__name__)
-        await wait_or_stop(stop, every_s)
