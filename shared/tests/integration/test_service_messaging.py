@@ -24,7 +24,13 @@ from cascade.shared.messaging.runtime import event_consumer
 from cascade.shared.settings import DatabaseSettings, KafkaSettings
 from cascade.shared.testing.bus import make_steps, step_registry
 from cascade.shared.testing.harness import produce_envelopes
-from cascade.shared.testing.kafka import consume, create_topics, list_topics, unique_name
+from cascade.shared.testing.kafka import (
+    consume,
+    create_topics,
+    list_topics,
+    record_count,
+    unique_name,
+)
 from cascade.shared.testing.tokens import LocalIssuer
 
 pytestmark = pytest.mark.integration
@@ -52,9 +58,11 @@ async def test_a_service_declares_topics_and_relays_its_outbox(
             return "accounts.delinquency.v1" in await list_topics(kafka_bootstrap_servers)
 
         await wait_until_async(declared, 60, "the service to declare its topics")
+        # Other tests on this broker may have published there already: read past theirs.
+        earlier = await record_count(kafka_bootstrap_servers, ["accounts.delinquency.v1"])
         async with app.state.sessions() as session, session.begin():
             await add_to_outbox(session, orm.outbox, [("accounts.delinquency.v1", event)])
-        values = await consume(kafka_bootstrap_servers, "accounts.delinquency.v1", 1)
+        values = await consume(kafka_bootstrap_servers, "accounts.delinquency.v1", earlier + 1)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
             metrics = (await client.get("/metrics")).text

@@ -95,6 +95,22 @@ async def consume(
     return values
 
 
+async def record_count(bootstrap_servers: str, topics: Sequence[str]) -> int:
+    """Return how many records `topics` hold now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await admin.start()
+    await probe.start()
+    try:
+        partitions = await topic_partitions(admin, topics)
+        ends = await probe.end_offsets(partitions)
+        starts = await probe.beginning_offsets(partitions)
+        return sum(ends[tp] - starts[tp] for tp in partitions)
+    finally:
+        await probe.stop()
+        await admin.close()
+
+
 async def group_lag(bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> int:
     """Return how many records of `topics` the group has not committed yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
