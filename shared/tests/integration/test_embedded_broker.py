@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-import pytest_asyncio
 
 from cascade.shared.infra.tansu import EmbeddedKafkaBroker
 from cascade.shared.messaging.admin import apply_topology
+from cascade.shared.messaging.topic_drift import topology_drift
 from cascade.shared.testing.kafka import consume, create_topics, list_topics, produce, unique_name
 
 pytestmark = pytest.mark.integration
-
-
-@pytest_asyncio.fixture
-async def tansu(tmp_path: Path) -> AsyncIterator[EmbeddedKafkaBroker]:
-    broker = EmbeddedKafkaBroker(tmp_path / "tansu")
-    await asyncio.to_thread(broker.start)
-    try:
-        yield broker
-    finally:
-        await asyncio.to_thread(broker.stop)
 
 
 async def test_records_round_trip_through_tansu(tansu: EmbeddedKafkaBroker) -> None:
@@ -52,3 +38,5 @@ async def test_every_declared_topic_is_created_on_tansu(tansu: EmbeddedKafkaBrok
     declared = await apply_topology(tansu.bootstrap_servers)
 
     assert set(declared) <= set(await list_topics(tansu.bootstrap_servers))
+    # ...and find no drift: Tansu reports the configs they were created with.
+    assert await topology_drift(tansu.bootstrap_servers) == {}

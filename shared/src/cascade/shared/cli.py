@@ -112,7 +112,7 @@ def cmd_kafka_fetch(_: argparse.Namespace) -> int:
 
 
 def cmd_topics_apply(args: argparse.Namespace) -> int:
-    """Creates every declared topic that is missing (idempotent)."""
+    """Creates every declared topic that is missing (idempotent) and reports drift."""
     from cascade.shared.messaging.admin import apply_topology
 
     bootstrap = args.bootstrap_servers or os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -121,7 +121,24 @@ def cmd_topics_apply(args: argparse.Namespace) -> int:
         return 2
     names = asyncio.run(apply_topology(bootstrap, replication_factor=args.replication_factor))
     print(f"{len(names)} topics declared on {bootstrap}")
-    return 0
+    drift = asyncio.run(_drift_after_aligning(bootstrap, args))
+    for name, differences in drift.items():
+        print(f"{name} is not as declared: {'; '.join(differences)}", file=sys.stderr)
+    return 1 if drift and args.check else 0
+
+
+async def _drift_after_aligning(bootstrap: str, args: argparse.Namespace) -> dict[str, list[str]]:
+    from cascade.shared.messaging.topic_drift import align_topic_configs, topology_drift
+    from cascade.shared.messaging.topology import CONSUMING_SERVICES, topic
+
+    drift = await topology_drift(bootstrap)
+    # Only the platform's own topics: another system's (core banking's) are its to change.
+    ours = [topic(name) for name in drift if topic(name).owner in CONSUMING_SERVICES]
+    if not args.align_configs or not ours:
+        return drift
+    await align_topic_configs(bootstrap, ours, replication_factor=args.replication_factor)
+    print(f"configs aligned: {', '.join(spec.name for spec in ours)}")
+    return await topology_drift(bootstrap)
 
 
 def _dlq_bootstrap(args: argparse.Namespace) -> str | None:
@@ -239,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     apply = topics_commands.add_parser("apply", help=cmd_topics_apply.__doc__)
     apply.add_argument("--bootstrap-servers")
     apply.add_argument("--replication-factor", type=int, default=1)
+    apply.add_argument(
+        "--align-configs",
+        action="store_true",
+        help="set the configs of the platform's own drifted topics to the declaration "
+        "(partitions are never changed)",
+    )
+    apply.add_argument("--check", action="store_true", help="exit 1 if a topic is not as declared")
     apply.set_defaults(handler=cmd_topics_apply)
 
     contracts = commands.add_parser("contracts", help="the event catalogue (JSON Schema, AsyncAPI)")

@@ -55,6 +55,12 @@ async def ensure_topics(
 
 def new_topic(spec: TopicSpec, replication_factor: int) -> NewTopic:
     """Returns the admin request for a declared topic."""
+    configs = topic_configs(spec, replication_factor)
+    return NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=configs)
+
+
+def topic_configs(spec: TopicSpec, replication_factor: int) -> dict[str, str]:
+    """Returns the configs a declared topic is created with, and aligned to."""
     configs = {
         "retention.ms": str(spec.retention_ms),
         "cleanup.policy": spec.cleanup_policy,
@@ -66,7 +72,7 @@ def new_topic(spec: TopicSpec, replication_factor: int) -> NewTopic:
         configs["min.insync.replicas"] = "2"
     if spec.max_message_bytes is not None:
         configs["max.message.bytes"] = str(spec.max_message_bytes)
-    return NewTopic(spec.name, spec.partitions, replication_factor, topic_configs=configs)
+    return configs
 
 
 async def apply_topology(

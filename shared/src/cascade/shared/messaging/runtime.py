@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -22,10 +22,14 @@ from cascade.shared.messaging.inbox_sweep import InboxSweep
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.registry import EventRegistry
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
-from cascade.shared.messaging.topology import inbox_keep_s
+from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
+from cascade.shared.messaging.topic_drift import inbox_keep_s_on_broker, topology_drift
+from cascade.shared.messaging.topology import DAY_MS, inbox_keep_s
 from cascade.shared.settings import BrokerKind, ServiceSettings
 
 log = get_logger(__name__)
+
+DAY_S = DAY_MS // 1000
 
 
 def bus_metrics(app: FastAPI) -> BusMetrics:
@@ -68,11 +72,46 @@ async def _declare_topics(settings: ServiceSettings, stop: asyncio.Event) -> Non
                 settings.kafka.bootstrap_servers,
                 replication_factor=settings.kafka.topic_replication_factor,
             )
-            log.info("topics.declared")
-            return
         except Exception as error:
             log.warning("topics.declare_retrying", error_class=type(error).__name__)
             await backoff.wait(stop)
+            continue
+        log.info("topics.declared")
+        await _report_drift(settings.kafka.bootstrap_servers)
+        return
+
+
+async def _report_drift(bootstrap_servers: str) -> None:
+    # Reported, never changed at start-up: a shorter retention would delete records, and
+    # more partitions would move keys. `cascade topics apply --align-configs` aligns.
+    try:
+        drift = await topology_drift(bootstrap_servers)
+    except Exception as error:
+        log.warning("topics.drift_unknown", error_class=type(error).__name__)
+        return
+    for name, differences in drift.items():
+        log.warning("topics.drift", topic=name, differences=differences)
+
+
+async def inbox_keep_s_for(
+    bootstrap_servers: str, service: str, declared: Mapping[str, int]
+) -> dict[str, int]:
+    """The inbox's keep per topic: `declared`, longer where the broker keeps a topic's
+    records longer than declared; as declared when the broker cannot say."""
+    try:
+        async with asyncio.timeout(15.0):
+            on_broker = await inbox_keep_s_on_broker(bootstrap_servers, service)
+    except ValueError:
+        # A topic keeps its records for ever: no keep is long enough; the longest it is.
+        log.error("inbox.keep_unbounded", service=service, kept_days=INBOX_KEEP_UNLISTED_S // DAY_S)
+        return dict.fromkeys(declared, INBOX_KEEP_UNLISTED_S)
+    except Exception as error:
+        log.warning("inbox.keep_as_declared", error_class=type(error).__name__)
+        return dict(declared)
+    for name in (name for name, kept in on_broker.items() if kept > declared[name]):
+        days = on_broker[name] // DAY_S
+        log.warning("inbox.keep_longer_than_declared", topic=name, kept_days=days)
+    return on_broker
 
 
 def outbox_relay(outbox: Table) -> Lifespan:
@@ -107,32 +146,42 @@ def event_consumer(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings: ServiceSettings = app.state.settings
         name = settings.service_name
-        safe_config = replace(
-            config,
-            embedded_broker=settings.broker is BrokerKind.EMBEDDED,
-            service_version=app.version,
-            # From the topology unless the service says otherwise, so that a service
-            # cannot leave its inbox on the longest time by forgetting to say.
-            inbox_keep_s=config.inbox_keep_s or inbox_keep_s(name),
-        )
-        consumer = EventConsumer(
-            safe_config,
-            consumer_factory=lambda: make_consumer(
-                settings.kafka, group_id=config.group_id, client_id=f"{name}-consumer"
-            ),
-            producer_factory=lambda: make_producer(
-                settings.kafka, client_id=f"{name}-dlq", max_request_size=DEAD_LETTER_MAX_BYTES
-            ),
-            sessions=app.state.sessions,
-            inbox_table=inbox,
-            registry=registry,
-            handler=handler,
-            metrics=bus_metrics(app),
-        )
+
+        bootstrap = settings.kafka.bootstrap_servers
+        declared = inbox_keep_s(name)  # here: a topic the topology cannot time fails start-up
+
+        async def consume(stop: asyncio.Event) -> None:
+            safe_config = replace(
+                config,
+                embedded_broker=settings.broker is BrokerKind.EMBEDDED,
+                service_version=app.version,
+                # As long as the broker can bring an event back, unless the service says:
+                # a service cannot leave its inbox on the longest time by forgetting to.
+                inbox_keep_s=config.inbox_keep_s
+                or await inbox_keep_s_for(bootstrap, name, declared),
+            )
+            consumer = EventConsumer(
+                safe_config,
+                consumer_factory=lambda: make_consumer(
+                    settings.kafka, group_id=config.group_id, client_id=f"{name}-consumer"
+                ),
+                producer_factory=lambda: make_producer(
+                    settings.kafka,
+                    client_id=f"{name}-dlq",
+                    max_request_size=DEAD_LETTER_MAX_BYTES,
+                ),
+                sessions=app.state.sessions,
+                inbox_table=inbox,
+                registry=registry,
+                handler=handler,
+                metrics=bus_metrics(app),
+            )
+            await consumer.run(stop)
+
         sweep = InboxSweep(app.state.engine, inbox, bus_metrics(app))
         stop = asyncio.Event()
         async with (
-            run_in_background(consumer.run(stop), stop),
+            run_in_background(consume(stop), stop),
             # Between statements the sweep stops at once; one in flight gets 5 s.
             run_in_background(sweep.run(stop), stop, grace_s=5.0),
         ):

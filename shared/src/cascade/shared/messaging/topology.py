@@ -6,6 +6,7 @@ service's start-up create what is missing, idempotently.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -157,22 +158,38 @@ def consumed_by(service: str) -> tuple[str, ...]:
 SEGMENT_ROLL_MS = 7 * DAY_MS
 
 
-def inbox_keep_ms(service: str, topic_name: str) -> int:
+def record_lifetime_ms(
+    topic_name: str, retention_ms: int, cleanup_policy: str, segment_ms: int
+) -> int:
+    """Returns how long a record can stay in a topic with these configs."""
+    if retention_ms < 0 or "compact" in cleanup_policy:
+        # Such a topic keeps events for ever: so would the inbox, which this cannot say.
+        raise ValueError(f"{topic_name} keeps its events for ever; no inbox time fits it")
+    return retention_ms + segment_ms
+
+
+def declared_lifetime_ms(topic_name: str) -> int:
+    """Returns how long a record can stay in a declared topic, created as declared."""
+    spec = topic(topic_name)
+    return record_lifetime_ms(topic_name, spec.retention_ms, spec.cleanup_policy, SEGMENT_ROLL_MS)
+
+
+def inbox_keep_ms(
+    service: str,
+    topic_name: str,
+    lifetime_ms: Callable[[str], int] = declared_lifetime_ms,
+) -> int:
     """Returns how long `service`'s inbox must remember an event id read from `topic_name`.
 
     As long as the topic can deliver the event again (a redelivery, or an operator's reset
     to the earliest offset), plus as long as a copy of it can come back through a replay:
     a copy dead-lettered as late as the topic keeps the event stays in the dead-letter
     topic for its retention, and a replay of it then in the replay topic for its own.
+    `lifetime_ms` says how long a record stays in a topic: as declared, or as the broker
+    has it (messaging.topic_drift).
     """
-    spec = topic(topic_name)
-    if spec.retention_ms < 0 or "compact" in spec.cleanup_policy:
-        # Such a topic keeps events for ever: so would the inbox, which this cannot say.
-        raise ValueError(f"{topic_name} keeps its events for ever; no inbox time fits it")
-    redelivery = spec.retention_ms + SEGMENT_ROLL_MS
-    dead_lettered = topic(dead_letter_topic(service)).retention_ms + SEGMENT_ROLL_MS
-    replayed = topic(replay_topic(service)).retention_ms + SEGMENT_ROLL_MS
-    return redelivery + dead_lettered + replayed
+    passages = (topic_name, dead_letter_topic(service), replay_topic(service))
+    return sum(lifetime_ms(name) for name in passages)
 
 
 def inbox_keep_s(service: str) -> dict[str, int]:
