@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,3 +107,6 @@ async def test_a_service_consumer_applies_events_and_reports_metrics(
     assert 'cascade_events_consumed_total{type="cascade.test.step-recorded.v1"} 50.0' in metrics
     assert 'cascade_events_duplicate_total{type="cascade.test.step-recorded.v1"} 50.0' in metrics
     assert "cascade_consumer_lag{" in metrics
+    inbox_bytes = re.search(r"^cascade_inbox_bytes (\S+)$", metrics, re.MULTILINE)
+    assert inbox_bytes is not None
+    assert float(inbox_bytes[1]) > 0  # measured at start-up, then every minute

@@ -19,7 +19,12 @@ from sqlalchemy.pool import NullPool
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging.advisory import INBOX_SWEEP_LOCK
 from cascade.shared.messaging.consumer import ConsumerConfig
-from cascade.shared.messaging.inbox_sweep import InboxSweep, SweepSettings, delete_expired
+from cascade.shared.messaging.inbox_sweep import (
+    InboxSweep,
+    SweepSettings,
+    delete_expired,
+    measure_inbox,
+)
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
@@ -123,6 +128,19 @@ async def test_a_pass_deletes_the_expired_rows_and_only_them(
     assert await _left(engine) == (ROWS - EXPIRED, 0)
     assert registry.get_sample_value("cascade_inbox_swept_rows_total") == EXPIRED
     assert registry.get_sample_value("cascade_inbox_sweep_finished_timestamp_seconds")
+
+
+async def test_the_inbox_size_is_measured_from_the_catalogue(engine: AsyncEngine) -> None:
+    await _fill_inbox(engine)
+    async with engine.connect() as connection:
+        await connection.execute(text("ANALYZE inbox_message"))
+        size = await connection.scalar(text("SELECT pg_total_relation_size('inbox_message')"))
+    registry = CollectorRegistry()
+
+    await measure_inbox(engine, INBOX, BusMetrics(registry))
+
+    assert registry.get_sample_value("cascade_inbox_bytes") == size > 0
+    assert registry.get_sample_value("cascade_inbox_rows_estimate") == ROWS
 
 
 async def test_each_statement_reads_only_its_block_range(engine: AsyncEngine) -> None:

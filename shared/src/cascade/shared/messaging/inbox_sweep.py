@@ -116,6 +116,20 @@ class InboxSweep:
         return swept
 
 
+async def measure_inbox(engine: AsyncEngine, table: Table, metrics: BusMetrics) -> None:
+    """Sets the inbox's size gauges, from the catalogue: no row is read."""
+    async with engine.connect() as connection:
+        size, rows = (await connection.execute(_SIZE, {"table": table.name})).one()
+    metrics.inbox_bytes.set(size)
+    metrics.inbox_rows.set(max(rows, 0))  # -1 until the table is first analysed
+
+
+_SIZE = text(
+    "SELECT pg_total_relation_size(oid), reltuples FROM pg_class "
+    "WHERE oid = CAST(CAST(:table AS text) AS regclass)"
+)
+
+
 @cache
 def _blocks(table_name: str) -> TextClause:
     return text(f"SELECT pg_relation_size('{table_name}') / current_setting('block_size')::bigint")

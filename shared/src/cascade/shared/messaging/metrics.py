@@ -63,6 +63,16 @@ class BusMetrics:
             "When the inbox sweep last finished a pass over the whole table",
             registry=registry,
         )
+        self.inbox_bytes = Gauge(
+            "cascade_inbox_bytes",
+            "Disk used by the inbox table and its index (it plateaus once the sweep runs)",
+            registry=registry,
+        )
+        self.inbox_rows = Gauge(
+            "cascade_inbox_rows_estimate",
+            "Rows in the inbox, as PostgreSQL's statistics estimate them",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "cascade_consumer_lag",
             "Records behind the partition's high watermark",

@@ -15,10 +15,10 @@ from sqlalchemy import Table
 from cascade.shared.app import Lifespan
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.admin import apply_topology
-from cascade.shared.messaging.backoff import Backoff
+from cascade.shared.messaging.backoff import Backoff, repeat_until_stopped
 from cascade.shared.messaging.clients import DEAD_LETTER_MAX_BYTES, make_consumer, make_producer
 from cascade.shared.messaging.consumer import BatchHandler, ConsumerConfig, EventConsumer
-from cascade.shared.messaging.inbox_sweep import InboxSweep
+from cascade.shared.messaging.inbox_sweep import InboxSweep, measure_inbox
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.registry import EventRegistry
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
@@ -30,6 +30,7 @@ from cascade.shared.settings import BrokerKind, ServiceSettings
 log = get_logger(__name__)
 
 DAY_S = DAY_MS // 1000
+INBOX_MEASURE_EVERY_S = 60.0  # the inbox's size gauges
 
 
 def bus_metrics(app: FastAPI) -> BusMetrics:
@@ -179,11 +180,19 @@ def event_consumer(
             await consumer.run(stop)
 
         sweep = InboxSweep(app.state.engine, inbox, bus_metrics(app))
+
+        async def measure() -> None:
+            await measure_inbox(app.state.engine, inbox, bus_metrics(app))
+
         stop = asyncio.Event()
         async with (
             run_in_background(consume(stop), stop),
             # Between statements the sweep stops at once; one in flight gets 5 s.
             run_in_background(sweep.run(stop), stop, grace_s=5.0),
+            run_in_background(
+                repeat_until_stopped(stop, INBOX_MEASURE_EVERY_S, measure, "inbox.measure_failed"),
+                stop,
+            ),
         ):
             yield
 
