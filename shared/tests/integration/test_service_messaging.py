@@ -109,4 +109,4 @@ async def test_a_service_consumer_applies_events_and_reports_metrics(
     assert "cascade_consumer_lag{" in metrics
     inbox_bytes = re.search(r"^cascade_inbox_bytes (\S+)$", metrics, re.MULTILINE)
     assert inbox_bytes is not None
-    assert float(inbox_bytes[1]) > 0  # measured at start-up, then every minute
+    assert float(inbox_bytes[1]) > 0  # measured as the service starts

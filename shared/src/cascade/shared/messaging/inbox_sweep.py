@@ -116,18 +116,18 @@ class InboxSweep:
         return swept
 
 
-async def measure_inbox(engine: AsyncEngine, table: Table, metrics: BusMetrics) -> None:
-    """Sets the inbox's size gauges, from the catalogue: no row is read."""
-    async with engine.connect() as connection:
-        size, rows = (await connection.execute(_SIZE, {"table": table.name})).one()
-    metrics.inbox_bytes.set(size)
-    metrics.inbox_rows.set(max(rows, 0))  # -1 until the table is first analysed
-
-
-_SIZE = text(
+_INBOX_SIZE = text(
     "SELECT pg_total_relation_size(oid), reltuples FROM pg_class "
     "WHERE oid = CAST(CAST(:table AS text) AS regclass)"
 )
+
+
+async def measure_inbox(engine: AsyncEngine, table: Table, metrics: BusMetrics) -> None:
+    """Sets the inbox's size gauges, from the catalogue: no row is read."""
+    async with engine.connect() as connection:
+        size, rows = (await connection.execute(_INBOX_SIZE, {"table": table.name})).one()
+    metrics.inbox_bytes.set(size)
+    metrics.inbox_rows.set(max(rows, 0))  # -1 until the table is first analysed
 
 
 @cache

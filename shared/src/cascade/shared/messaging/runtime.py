@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -18,19 +18,18 @@ from cascade.shared.messaging.admin import apply_topology
 from cascade.shared.messaging.backoff import Backoff, repeat_until_stopped
 from cascade.shared.messaging.clients import DEAD_LETTER_MAX_BYTES, make_consumer, make_producer
 from cascade.shared.messaging.consumer import BatchHandler, ConsumerConfig, EventConsumer
+from cascade.shared.messaging.inbox_keep import read_inbox_keep_s
 from cascade.shared.messaging.inbox_sweep import InboxSweep, measure_inbox
 from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.registry import EventRegistry
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
-from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
-from cascade.shared.messaging.topic_drift import inbox_keep_s_on_broker, topology_drift
-from cascade.shared.messaging.topology import DAY_MS, inbox_keep_s
+from cascade.shared.messaging.topic_drift import topology_drift
 from cascade.shared.settings import BrokerKind, ServiceSettings
 
 log = get_logger(__name__)
 
-DAY_S = DAY_MS // 1000
 INBOX_MEASURE_EVERY_S = 60.0  # the inbox's size gauges
+DRIFT_READ_TIMEOUT_S = 30.0
 
 
 def bus_metrics(app: FastAPI) -> BusMetrics:
@@ -50,7 +49,8 @@ async def run_in_background(
     With `grace_s`, the wait is bounded: work still running then is cancelled (a
     measurement stuck on a database that hangs must not hold up the service's stop).
     """
-    task = asyncio.create_task(work)
+    task = asyncio.create_task(work, name=getattr(work, "__qualname__", None))
+    task.add_done_callback(_log_failure)
     try:
         yield
     finally:
@@ -62,6 +62,13 @@ async def run_in_background(
                 await task
         else:
             await task
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    # At once: the exception is raised again only when the service stops, and until then
+    # the service would run without, say, its consumer.
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("background.failed", task=task.get_name(), error_class=type(error).__name__)
 
 
 async def _declare_topics(settings: ServiceSettings, stop: asyncio.Event) -> None:
@@ -78,41 +85,24 @@ async def _declare_topics(settings: ServiceSettings, stop: asyncio.Event) -> Non
             await backoff.wait(stop)
             continue
         log.info("topics.declared")
-        await _report_drift(settings.kafka.bootstrap_servers)
+        await _report_drift(settings)
         return
 
 
-async def _report_drift(bootstrap_servers: str) -> None:
+async def _report_drift(settings: ServiceSettings) -> None:
     # Reported, never changed at start-up: a shorter retention would delete records, and
     # more partitions would move keys. `cascade topics apply --align-configs` aligns.
     try:
-        drift = await topology_drift(bootstrap_servers)
+        async with asyncio.timeout(DRIFT_READ_TIMEOUT_S):  # the service may be stopping
+            drift = await topology_drift(
+                settings.kafka.bootstrap_servers,
+                replication_factor=settings.kafka.topic_replication_factor,
+            )
     except Exception as error:
         log.warning("topics.drift_unknown", error_class=type(error).__name__)
         return
     for name, differences in drift.items():
         log.warning("topics.drift", topic=name, differences=differences)
-
-
-async def inbox_keep_s_for(
-    bootstrap_servers: str, service: str, declared: Mapping[str, int]
-) -> dict[str, int]:
-    """The inbox's keep per topic: `declared`, longer where the broker keeps a topic's
-    records longer than declared; as declared when the broker cannot say."""
-    try:
-        async with asyncio.timeout(15.0):
-            on_broker = await inbox_keep_s_on_broker(bootstrap_servers, service)
-    except ValueError:
-        # A topic keeps its records for ever: no keep is long enough; the longest it is.
-        log.error("inbox.keep_unbounded", service=service, kept_days=INBOX_KEEP_UNLISTED_S // DAY_S)
-        return dict.fromkeys(declared, INBOX_KEEP_UNLISTED_S)
-    except Exception as error:
-        log.warning("inbox.keep_as_declared", error_class=type(error).__name__)
-        return dict(declared)
-    for name in (name for name, kept in on_broker.items() if kept > declared[name]):
-        days = on_broker[name] // DAY_S
-        log.warning("inbox.keep_longer_than_declared", topic=name, kept_days=days)
-    return on_broker
 
 
 def outbox_relay(outbox: Table) -> Lifespan:
@@ -145,55 +135,62 @@ def event_consumer(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings: ServiceSettings = app.state.settings
-        name = settings.service_name
-
-        bootstrap = settings.kafka.bootstrap_servers
-        declared = inbox_keep_s(name)  # here: a topic the topology cannot time fails start-up
+        engine, metrics = app.state.engine, bus_metrics(app)
 
         async def consume(stop: asyncio.Event) -> None:
-            safe_config = replace(
-                config,
-                embedded_broker=settings.broker is BrokerKind.EMBEDDED,
-                service_version=app.version,
-                # As long as the broker can bring an event back, unless the service says:
-                # a service cannot leave its inbox on the longest time by forgetting to.
-                inbox_keep_s=config.inbox_keep_s
-                or await inbox_keep_s_for(bootstrap, name, declared),
-            )
-            consumer = EventConsumer(
-                safe_config,
-                consumer_factory=lambda: make_consumer(
-                    settings.kafka, group_id=config.group_id, client_id=f"{name}-consumer"
-                ),
-                producer_factory=lambda: make_producer(
-                    settings.kafka,
-                    client_id=f"{name}-dlq",
-                    max_request_size=DEAD_LETTER_MAX_BYTES,
-                ),
-                sessions=app.state.sessions,
-                inbox_table=inbox,
-                registry=registry,
-                handler=handler,
-                metrics=bus_metrics(app),
-            )
+            consumer = await _consumer(app, config, registry, inbox, handler, stop)
             await consumer.run(stop)
 
-        sweep = InboxSweep(app.state.engine, inbox, bus_metrics(app))
-
         async def measure() -> None:
-            await measure_inbox(app.state.engine, inbox, bus_metrics(app))
+            await measure_inbox(engine, inbox, metrics)
 
         stop = asyncio.Event()
         async with (
             run_in_background(consume(stop), stop),
             # Between statements the sweep stops at once; one in flight gets 5 s.
-            run_in_background(sweep.run(stop), stop, grace_s=5.0),
+            run_in_background(InboxSweep(engine, inbox, metrics).run(stop), stop, grace_s=5.0),
+            # A measurement stuck behind a lock (a migration's) must not hold up the stop.
             run_in_background(
                 repeat_until_stopped(stop, INBOX_MEASURE_EVERY_S, measure, "inbox.measure_failed"),
                 stop,
+                grace_s=5.0,
             ),
         ):
             yield
 
     return lifespan
+
+
+async def _consumer(
+    app: FastAPI,
+    config: ConsumerConfig,
+    registry: EventRegistry,
+    inbox: Table,
+    handler: BatchHandler,
+    stop: asyncio.Event,
+) -> EventConsumer:
+    settings: ServiceSettings = app.state.settings
+    name = settings.service_name
+    safe_config = replace(
+        config,
+        embedded_broker=settings.broker is BrokerKind.EMBEDDED,
+        service_version=app.version,
+        # As long as the broker can bring an event back, unless the service says: a service
+        # cannot leave its inbox on the longest time by forgetting to.
+        inbox_keep_s=config.inbox_keep_s
+        or await read_inbox_keep_s(settings.kafka.bootstrap_servers, name, stop),
+    )
+    return EventConsumer(
+        safe_config,
+        consumer_factory=lambda: make_consumer(
+            settings.kafka, group_id=config.group_id, client_id=f"{name}-consumer"
+        ),
+        producer_factory=lambda: make_producer(
+            settings.kafka, client_id=f"{name}-dlq", max_request_size=DEAD_LETTER_MAX_BYTES
+        ),
+        sessions=app.state.sessions,
+        inbox_table=inbox,
+        registry=registry,
+        handler=handler,
+        metrics=bus_metrics(app),
+    )

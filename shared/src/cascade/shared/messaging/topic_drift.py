@@ -1,13 +1,14 @@
 """Whether the declared topics on the broker are as declared, and aligning their configs.
 
 Creating topics never changes one that exists: a topic created before a release, by hand,
-or by the system that owns it (core banking's) keeps whatever it was created with. Two
+or by the system that owns it (core banking's) keeps whatever it was created with. Three
 guarantees count on a topic being as declared. Per-key order counts on its partitions
-(adding partitions moves keys to other partitions). The inbox's keep counts on its
-retention and segment roll (topology.inbox_keep_ms): a topic that keeps records longer can
-deliver an event again after the inbox has forgotten it, and it would be applied twice.
-So drift is reported, configs can be aligned on demand, and each consumer keeps its inbox
-rows as long as the broker, not the declaration, can bring an event back.
+(adding partitions moves keys to other partitions). Durability counts on its replicas and
+`min.insync.replicas`. The inbox's keep counts on its retention and segment roll
+(topology.inbox_keep_ms): a topic that keeps records longer can deliver an event again
+after the inbox has forgotten it, and it would be applied twice. So drift is reported,
+configs can be aligned on demand, and each consumer keeps its inbox rows as long as the
+broker, not the declaration, can bring an event back.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from cascade.shared.messaging.topology import (
     SEGMENT_ROLL_MS,
     TOPICS,
     TopicSpec,
+    UnboundedRetentionError,
     consumed_by,
     dead_letter_topic,
     declared_lifetime_ms,
@@ -36,8 +38,11 @@ from cascade.shared.messaging.topology import (
     topic,
 )
 
-# The configs the platform's guarantees count on.
+# The configs the platform's guarantees count on, and aligns.
 WATCHED_CONFIGS = ("retention.ms", "cleanup.policy", "segment.ms")
+MIN_INSYNC = "min.insync.replicas"
+# Kafka's DescribeConfigs source of a config set on the topic itself.
+_SET_ON_TOPIC = 1
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,12 @@ class TopicOnBroker:
 
     name: str
     partitions: int
-    # The watched configs the broker reported: Apache Kafka reports each (its default if
+    replicas: int  # of its least replicated partition
+    # Its configs as the broker reported them: Apache Kafka reports each (its default when
     # the topic sets none), the embedded broker only those set on the topic.
     configs: Mapping[str, str]
+    # The configs set on the topic itself (Apache Kafka), kept when configs are aligned.
+    overrides: Mapping[str, str]
 
     def lifetime_ms(self, spec: TopicSpec) -> int:
         """How long a record can stay in it; what the broker does not say, as declared."""
@@ -63,8 +71,8 @@ class TopicOnBroker:
 @asynccontextmanager
 async def _admin(bootstrap_servers: str) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
     try:
+        await admin.start()  # in the try: a start cancelled half-way must still close
         yield admin
     finally:
         await admin.close()
@@ -73,32 +81,39 @@ async def _admin(bootstrap_servers: str) -> AsyncIterator[AIOKafkaAdminClient]:
 async def topics_on_broker(
     bootstrap_servers: str, names: Iterable[str]
 ) -> dict[str, TopicOnBroker]:
-    """Returns the topics among `names` that exist, with their watched configs."""
+    """Returns the topics among `names` that exist, with their configs."""
     async with _admin(bootstrap_servers) as admin:
         # Only topics that exist: the embedded broker creates a topic it is asked about.
         existing = set(await admin.list_topics()).intersection(names)
         if not existing:
             return {}
-        described = await admin.describe_topics(sorted(existing))
-        partitions = {
-            found["topic"]: len(found["partitions"])
-            for found in described
+        described = [
+            found
+            for found in await admin.describe_topics(sorted(existing))
             if found["error_code"] == 0 and found["partitions"]
-        }
-        if not partitions:
-            return {}
+        ]
         # All of each topic's configs: the embedded broker drops the connection when asked
         # for some by name.
-        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in partitions]
-        configs = _watched_configs(await admin.describe_configs(resources))
+        resources = [ConfigResource(ConfigResourceType.TOPIC, f["topic"]) for f in described]
+        entries = _config_entries(await admin.describe_configs(resources)) if resources else {}
     return {
-        name: TopicOnBroker(name, count, configs.get(name, {}))
-        for name, count in partitions.items()
+        found["topic"]: TopicOnBroker(
+            found["topic"],
+            len(found["partitions"]),
+            min(len(partition["replicas"]) for partition in found["partitions"]),
+            {e["config_names"]: e["config_value"] for e in entries[found["topic"]]},
+            {
+                e["config_names"]: e["config_value"]
+                for e in entries[found["topic"]]
+                if e.get("config_source") == _SET_ON_TOPIC
+            },
+        )
+        for found in described
     }
 
 
-def _watched_configs(responses: Sequence[Any]) -> dict[str, dict[str, str]]:
-    configs: dict[str, dict[str, str]] = {}
+def _config_entries(responses: Sequence[Any]) -> dict[str, list[dict[str, Any]]]:
+    entries: dict[str, list[dict[str, Any]]] = {}
     for response in responses:
         for resource in response.to_object()["resources"]:
             if resource["error_code"] != 0:
@@ -106,36 +121,45 @@ def _watched_configs(responses: Sequence[Any]) -> dict[str, dict[str, str]]:
                     f"could not read the configs of {resource['resource_name']}: "
                     f"error {resource['error_code']} {resource['error_message'] or ''}".strip()
                 )
-            configs[resource["resource_name"]] = {
-                entry["config_names"]: entry["config_value"]
-                for entry in resource["config_entries"]
-                if entry["config_names"] in WATCHED_CONFIGS and entry["config_value"] is not None
-            }
-    return configs
+            entries[resource["resource_name"]] = [
+                entry for entry in resource["config_entries"] if entry["config_value"] is not None
+            ]
+    return entries
 
 
-def differences(spec: TopicSpec, found: TopicOnBroker | None) -> list[str]:
-    """Returns how a topic on the broker differs from its declaration, in words."""
+def differences(
+    spec: TopicSpec, found: TopicOnBroker | None, replication_factor: int = 1
+) -> list[str]:
+    """Returns how a topic on the broker differs from its declaration, in words;
+    `replication_factor` is the one the platform creates topics with."""
     if found is None:
         return ["missing on the broker"]
     drift = []
     if found.partitions != spec.partitions:
         drift.append(f"partitions {found.partitions}, declared {spec.partitions}")
-    declared = topic_configs(spec, replication_factor=1)
-    for name in WATCHED_CONFIGS:
+    if found.replicas < replication_factor:
+        drift.append(f"replicas {found.replicas}, declared {replication_factor}")
+    declared = declared_configs(spec, replication_factor)
+    for name, wanted in declared.items():
         actual = found.configs.get(name)
-        if actual != declared[name]:
+        if actual != wanted:
             shown = "the broker's default" if actual is None else actual
-            drift.append(f"{name} {shown}, declared {declared[name]}")
+            drift.append(f"{name} {shown}, declared {wanted}")
     return drift
 
 
+def declared_configs(spec: TopicSpec, replication_factor: int) -> dict[str, str]:
+    """Returns the configs drift is measured on, and alignment sets."""
+    configs = topic_configs(spec, replication_factor)
+    return {name: configs[name] for name in (*WATCHED_CONFIGS, MIN_INSYNC) if name in configs}
+
+
 async def topology_drift(
-    bootstrap_servers: str, specs: Sequence[TopicSpec] = TOPICS
+    bootstrap_servers: str, specs: Sequence[TopicSpec] = TOPICS, replication_factor: int = 1
 ) -> dict[str, list[str]]:
     """Returns, for each declared topic not as declared, how it differs."""
     found = await topics_on_broker(bootstrap_servers, [spec.name for spec in specs])
-    drift = {spec.name: differences(spec, found.get(spec.name)) for spec in specs}
+    drift = {s.name: differences(s, found.get(s.name), replication_factor) for s in specs}
     return {name: words for name, words in drift.items() if words}
 
 
@@ -145,16 +169,46 @@ async def align_topic_configs(
     *,
     replication_factor: int,
     deadline_s: float = 30.0,
-) -> None:
-    """Sets the configs of existing topics to their declaration, and waits until the
-    broker reports them.
-
-    Kafka's AlterConfigs replaces a topic's whole set of overrides: a config the
-    declaration does not state goes back to the broker's default. Partitions are never
-    changed here: adding some moves keys, and breaks per-key order.
+) -> list[str]:
+    """Sets the drifted configs of existing topics to their declaration, keeping every
+    other config set on them; returns the names of the topics it changed, once the broker
+    reports the change. Partitions and replicas are never changed here: adding partitions
+    moves keys, which breaks per-key order.
     """
-    wanted = {spec.name: topic_configs(spec, replication_factor) for spec in specs}
-    resources = [ConfigResource(ConfigResourceType.TOPIC, n, c) for n, c in wanted.items()]
+    found = await topics_on_broker(bootstrap_servers, [spec.name for spec in specs])
+    wanted = {
+        spec.name: declared_configs(spec, replication_factor)
+        for spec in specs
+        if spec.name in found
+    }
+    wanted = {
+        name: configs
+        for name, configs in wanted.items()
+        if any(found[name].configs.get(key) != value for key, value in configs.items())
+    }
+    if not wanted:
+        return []
+    # AlterConfigs replaces the whole set of a topic's own configs (aiokafka has no
+    # IncrementalAlterConfigs): send the ones it has, with the declared ones over them.
+    resources = [
+        ConfigResource(ConfigResourceType.TOPIC, name, {**found[name].overrides, **configs})
+        for name, configs in wanted.items()
+    ]
+    await _alter(bootstrap_servers, resources)
+
+    async def reported() -> bool:  # the change reaches the broker's metadata a moment later
+        now = await topics_on_broker(bootstrap_servers, wanted)
+        return all(
+            name in now and now[name].configs.get(key) == value
+            for name, configs in wanted.items()
+            for key, value in configs.items()
+        )
+
+    await wait_until_async(reported, deadline_s, "the aligned topic configs")
+    return list(wanted)
+
+
+async def _alter(bootstrap_servers: str, resources: list[ConfigResource]) -> None:
     async with _admin(bootstrap_servers) as admin:
         try:
             responses = await admin.alter_configs(resources)
@@ -169,20 +223,11 @@ async def align_topic_configs(
     if errors:
         raise RuntimeError(f"could not align topic configs: {'; '.join(errors)}")
 
-    async def reported() -> bool:  # the change reaches the broker's metadata a moment later
-        found = await topics_on_broker(bootstrap_servers, wanted)
-        return all(
-            name in found and found[name].configs.get(config) == configs[config]
-            for name, configs in wanted.items()
-            for config in WATCHED_CONFIGS
-        )
 
-    await wait_until_async(reported, deadline_s, "the aligned topic configs")
-
-
-async def inbox_keep_s_on_broker(bootstrap_servers: str, service: str) -> dict[str, int]:
-    """Returns topology.inbox_keep_s(service), longer wherever the broker keeps a topic's
-    records longer than declared; raises ValueError if one keeps them for ever."""
+async def inbox_keep_s_on_broker(bootstrap_servers: str, service: str) -> dict[str, int | None]:
+    """Returns, for each topic `service` consumes, how long its inbox must remember an id
+    as the broker keeps the topics (never shorter than declared); None where a topic on
+    the way keeps events for ever."""
     passages = [*consumed_by(service), dead_letter_topic(service), replay_topic(service)]
     found = await topics_on_broker(bootstrap_servers, passages)
 
@@ -191,6 +236,10 @@ async def inbox_keep_s_on_broker(bootstrap_servers: str, service: str) -> dict[s
         on_broker = found.get(name)
         return declared if on_broker is None else max(declared, on_broker.lifetime_ms(topic(name)))
 
-    return {
-        name: inbox_keep_ms(service, name, lifetime_ms) // 1000 for name in consumed_by(service)
-    }
+    keeps: dict[str, int | None] = {}
+    for name in consumed_by(service):
+        try:
+            keeps[name] = inbox_keep_ms(service, name, lifetime_ms) // 1000
+        except UnboundedRetentionError:
+            keeps[name] = None
+    return keeps

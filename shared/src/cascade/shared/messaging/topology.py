@@ -10,6 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 DAY_MS = 24 * 60 * 60 * 1000
+DAY_S = DAY_MS // 1000
+
+# Owners of declared topics that are not the platform: their topics are theirs to change.
+EXTERNAL_OWNERS = frozenset({"core-banking"})
 
 
 @dataclass(frozen=True)
@@ -158,13 +162,16 @@ def consumed_by(service: str) -> tuple[str, ...]:
 SEGMENT_ROLL_MS = 7 * DAY_MS
 
 
+class UnboundedRetentionError(ValueError):
+    """A topic keeps its events for ever: so would the inbox, which no time can say."""
+
+
 def record_lifetime_ms(
     topic_name: str, retention_ms: int, cleanup_policy: str, segment_ms: int
 ) -> int:
     """Returns how long a record can stay in a topic with these configs."""
     if retention_ms < 0 or "compact" in cleanup_policy:
-        # Such a topic keeps events for ever: so would the inbox, which this cannot say.
-        raise ValueError(f"{topic_name} keeps its events for ever; no inbox time fits it")
+        raise UnboundedRetentionError(f"{topic_name} keeps its events for ever")
     return retention_ms + segment_ms
 
 
