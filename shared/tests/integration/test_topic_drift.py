@@ -73,7 +73,7 @@ async def test_the_inbox_keeps_ids_as_long_as_the_broker_keeps_the_topic(
     await apply_topology(bootstrap)
     declared = inbox_keep_s("accounts")
 
-    keeps = await read_inbox_keep_s(bootstrap, "accounts", asyncio.Event())
+    keeps = await read_inbox_keep_s(bootstrap, "accounts", declared, asyncio.Event())
 
     # 400 days plus a 7-day roll, then the dead-letter and replay topics' 90 and 7 days,
     # each plus the roll: 518 days, where the declared 365 gave 483.
@@ -89,21 +89,20 @@ async def test_a_topic_kept_for_ever_keeps_its_ids_longest(tansu: EmbeddedKafkaB
         [NewTopic("corebanking.events.v1", 12, 1, topic_configs=compacted)],
     )
 
-    keeps = await read_inbox_keep_s(tansu.bootstrap_servers, "accounts", asyncio.Event())
+    declared = inbox_keep_s("accounts")
+    keeps = await read_inbox_keep_s(tansu.bootstrap_servers, "accounts", declared, asyncio.Event())
 
     assert keeps["corebanking.events.v1"] == INBOX_KEEP_UNLISTED_S
-    assert (
-        keeps["corebanking.business-days.v1"]
-        == inbox_keep_s("accounts")["corebanking.business-days.v1"]
-    )
+    assert keeps["corebanking.business-days.v1"] == declared["corebanking.business-days.v1"]
 
 
 async def test_an_unreachable_broker_is_waited_for_until_the_service_stops() -> None:
-    stop = asyncio.Event()
-    reading = asyncio.create_task(read_inbox_keep_s("127.0.0.1:1", "accounts", stop))
-    _, pending = await asyncio.wait({reading}, timeout=1.0)
-    assert pending == {reading}  # still retrying: the consumer could not consume anyway
+    declared, stop = inbox_keep_s("accounts"), asyncio.Event()
+    reading = asyncio.create_task(read_inbox_keep_s("127.0.0.1:1", "accounts", declared, stop))
+    try:
+        _, pending = await asyncio.wait({reading}, timeout=1.0)
+        assert pending == {reading}  # still retrying: the consumer could not consume anyway
+    finally:
+        stop.set()
 
-    stop.set()
-
-    assert await asyncio.wait_for(reading, 5.0) == inbox_keep_s("accounts")
+    assert await asyncio.wait_for(reading, 5.0) == declared

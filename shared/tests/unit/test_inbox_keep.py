@@ -46,7 +46,7 @@ def test_the_default_for_rows_that_name_no_time_is_the_longest_of_all() -> None:
 
 
 def test_a_topic_that_keeps_its_events_for_ever_has_no_inbox_time() -> None:
-    compacted = replace(topic("corebanking.events.v1"), cleanup_policy="compact,delete")
+    compacted = replace(topic("corebanking.events.v1"), cleanup_policy="compact")
     with (
         patch("cascade.shared.messaging.topology.topic", return_value=compacted),
         pytest.raises(ValueError, match="for ever"),

@@ -102,3 +102,24 @@ def test_a_keep_too_long_for_the_statement_is_cut_to_what_it_takes() -> None:
     # retention.ms = Long.MAX_VALUE, as some tools write "for ever": the consumer's
     # statement takes the keep as a 32-bit integer, and would fail every batch.
     assert keep_s({"a": 100}, {"a": 2**63 // 1000}) == {"a": INBOX_KEEP_MAX_S}
+
+
+def test_a_dead_letter_topic_must_take_the_largest_dead_letter() -> None:
+    dead_letters = topic("accounts.dead-letters.v1")
+    wanted = str(dead_letters.max_message_bytes)
+    configs = {
+        "retention.ms": str(dead_letters.retention_ms),
+        "cleanup.policy": "delete",
+        "segment.ms": "604800000",
+    }
+    at_default = TopicOnBroker(
+        dead_letters.name, 1, 1, {**configs, "max.message.bytes": "1048588"}, {}
+    )
+    as_declared = TopicOnBroker(
+        dead_letters.name, 1, 1, {**configs, "max.message.bytes": wanted}, {}
+    )
+
+    assert differences(dead_letters, at_default) == [
+        f"max.message.bytes 1048588, declared {wanted}"
+    ]
+    assert differences(dead_letters, as_declared) == []

@@ -124,10 +124,11 @@ def cmd_topics_apply(args: argparse.Namespace) -> int:
     try:
         drift = asyncio.run(_drift_after_aligning(bootstrap, args))
     except Exception as error:
+        what = "align" if args.align_configs else "compare"
         if args.check or args.align_configs:
-            raise RuntimeError(f"could not compare the topics: {error}") from error
+            raise RuntimeError(f"could not {what} the topics: {error}") from error
         # Creating them was the job; the comparison is a report (a broker may refuse it).
-        print(f"could not compare the topics ({type(error).__name__})", file=sys.stderr)
+        print(f"could not compare the topics: {type(error).__name__} {error}", file=sys.stderr)
         return 0
     for name, differences in drift.items():
         print(f"{name} is not as declared: {'; '.join(differences)}", file=sys.stderr)
@@ -136,12 +137,13 @@ def cmd_topics_apply(args: argparse.Namespace) -> int:
 
 async def _drift_after_aligning(bootstrap: str, args: argparse.Namespace) -> dict[str, list[str]]:
     from cascade.shared.messaging.topic_drift import align_topic_configs, topology_drift
-    from cascade.shared.messaging.topology import EXTERNAL_OWNERS, topic
+    from cascade.shared.messaging.topology import CONSUMING_SERVICES, topic
 
     factor = args.replication_factor
     drift = await topology_drift(bootstrap, replication_factor=factor)
-    # Only the platform's own topics: another system's (core banking's) are its to change.
-    ours = [topic(name) for name in drift if topic(name).owner not in EXTERNAL_OWNERS]
+    # Only the platform's own topics (its services own them): another system's (core
+    # banking's) are its to change.
+    ours = [topic(name) for name in drift if topic(name).owner in CONSUMING_SERVICES]
     if not args.align_configs or not ours:
         return drift
     aligned = await align_topic_configs(bootstrap, ours, replication_factor=factor)

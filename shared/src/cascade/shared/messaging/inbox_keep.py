@@ -8,7 +8,6 @@ its topics from the broker before it consumes, and keeps ids as long as either s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar
 
@@ -17,7 +16,7 @@ from cascade.shared.messaging.backoff import Backoff
 from cascade.shared.messaging.errors import is_transient
 from cascade.shared.messaging.tables import INBOX_KEEP_UNLISTED_S
 from cascade.shared.messaging.topic_drift import inbox_keep_s_on_broker
-from cascade.shared.messaging.topology import DAY_S, inbox_keep_s
+from cascade.shared.messaging.topology import DAY_S
 
 log = get_logger(__name__)
 
@@ -29,32 +28,36 @@ INBOX_KEEP_MAX_S = 2**31 - 1
 
 
 async def read_inbox_keep_s(
-    bootstrap_servers: str, service: str, stop: asyncio.Event
+    bootstrap_servers: str, service: str, declared: Mapping[str, int], stop: asyncio.Event
 ) -> dict[str, int]:
-    """Returns the inbox's keep per topic `service` consumes: as declared, or longer where
+    """Returns the inbox's keep per topic `service` consumes: `declared`, or longer where
     the broker keeps a topic's records longer.
 
     Retried while the broker is unreachable: the consumer cannot consume before it is
     back. Any other failure (a broker that refuses DescribeConfigs) leaves the keep as
     declared, with a warning; so does a stop before the broker answers.
     """
-    declared = inbox_keep_s(service)
     backoff = Backoff(max_delay_s=10.0)
     while not stop.is_set():
         try:
-            on_broker = await _unless_stopped(_read(bootstrap_servers, service), stop)
+            read = await _unless_stopped(_read(bootstrap_servers, service), stop)
         except Exception as error:
             if not is_transient(error):
                 log.warning("inbox.keep_as_declared", error_class=type(error).__name__)
-                return declared
+                return dict(declared)
             log.warning("inbox.keep_read_retrying", error_class=type(error).__name__)
             await backoff.wait(stop)
             continue
-        return declared if on_broker is None else keep_s(declared, on_broker)
-    return declared
+        if read is None:
+            break
+        on_broker, not_shown = read
+        for name in not_shown:  # missing, or not described to this service's principal
+            log.warning("inbox.keep_topic_not_shown", topic=name)
+        return keep_s(declared, on_broker)
+    return dict(declared)
 
 
-async def _read(bootstrap_servers: str, service: str) -> dict[str, int | None]:
+async def _read(bootstrap_servers: str, service: str) -> tuple[dict[str, int | None], list[str]]:
     async with asyncio.timeout(READ_TIMEOUT_S):
         return await inbox_keep_s_on_broker(bootstrap_servers, service)
 
@@ -78,6 +81,8 @@ def keep_s(declared: Mapping[str, int], on_broker: Mapping[str, int | None]) -> 
 async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T | None:
     """Returns what `work` returns, or None as soon as `stop` is set (`work` cancelled)."""
     task = asyncio.ensure_future(work)
+    # Retrieved in any case: a failure that lost the race must not warn when collected.
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
     stopped = asyncio.ensure_future(stop.wait())
     try:
         await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -85,6 +90,6 @@ async def _unless_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> 
         stopped.cancel()
         if not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Not `await task`: its outcome must not replace a cancellation of the caller.
+            await asyncio.wait({task})
     return None if task.cancelled() else task.result()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -24,6 +24,7 @@ from cascade.shared.messaging.metrics import BusMetrics
 from cascade.shared.messaging.registry import EventRegistry
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
 from cascade.shared.messaging.topic_drift import topology_drift
+from cascade.shared.messaging.topology import TOPICS, inbox_keep_s
 from cascade.shared.settings import BrokerKind, ServiceSettings
 
 log = get_logger(__name__)
@@ -91,18 +92,22 @@ async def _declare_topics(settings: ServiceSettings, stop: asyncio.Event) -> Non
 
 async def _report_drift(settings: ServiceSettings) -> None:
     # Reported, never changed at start-up: a shorter retention would delete records, and
-    # more partitions would move keys. `cascade topics apply --align-configs` aligns.
+    # more partitions would move keys. `cascade topics apply --align-configs` aligns. Only
+    # the topics this service owns or consumes: the ones its principal may describe.
+    name = settings.service_name
+    own = [spec for spec in TOPICS if name in (spec.owner, *spec.consumers)]
     try:
-        async with asyncio.timeout(DRIFT_READ_TIMEOUT_S):  # the service may be stopping
+        async with asyncio.timeout(DRIFT_READ_TIMEOUT_S):
             drift = await topology_drift(
                 settings.kafka.bootstrap_servers,
+                own,
                 replication_factor=settings.kafka.topic_replication_factor,
             )
     except Exception as error:
-        log.warning("topics.drift_unknown", error_class=type(error).__name__)
+        log.warning("topics.drift_unknown", error_class=type(error).__name__, error=str(error))
         return
-    for name, differences in drift.items():
-        log.warning("topics.drift", topic=name, differences=differences)
+    for topic_name, differences in drift.items():
+        log.warning("topics.drift", topic=topic_name, differences=differences)
 
 
 def outbox_relay(outbox: Table) -> Lifespan:
@@ -120,7 +125,8 @@ def outbox_relay(outbox: Table) -> Lifespan:
         )
         stop = asyncio.Event()
         async with (
-            run_in_background(_declare_topics(settings, stop), stop),
+            # A drift report still waiting on the broker must not hold up the stop.
+            run_in_background(_declare_topics(settings, stop), stop, grace_s=5.0),
             run_in_background(relay.run(stop), stop),
         ):
             yield
@@ -136,9 +142,11 @@ def event_consumer(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine, metrics = app.state.engine, bus_metrics(app)
+        # Here, not in the task: a topic the topology cannot time fails the start-up.
+        declared = config.inbox_keep_s or inbox_keep_s(app.state.settings.service_name)
 
         async def consume(stop: asyncio.Event) -> None:
-            consumer = await _consumer(app, config, registry, inbox, handler, stop)
+            consumer = await _consumer(app, config, declared, registry, inbox, handler, stop)
             await consumer.run(stop)
 
         async def measure() -> None:
@@ -164,6 +172,7 @@ def event_consumer(
 async def _consumer(
     app: FastAPI,
     config: ConsumerConfig,
+    declared_keep_s: Mapping[str, int],
     registry: EventRegistry,
     inbox: Table,
     handler: BatchHandler,
@@ -178,7 +187,7 @@ async def _consumer(
         # As long as the broker can bring an event back, unless the service says: a service
         # cannot leave its inbox on the longest time by forgetting to.
         inbox_keep_s=config.inbox_keep_s
-        or await read_inbox_keep_s(settings.kafka.bootstrap_servers, name, stop),
+        or await read_inbox_keep_s(settings.kafka.bootstrap_servers, name, declared_keep_s, stop),
     )
     return EventConsumer(
         safe_config,

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import IncompatibleBrokerVersion
+from aiokafka.errors import IncompatibleBrokerVersion, for_code
 
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging.admin import topic_configs
@@ -38,9 +38,10 @@ from cascade.shared.messaging.topology import (
     topic,
 )
 
-# The configs the platform's guarantees count on, and aligns.
+# The configs the platform's guarantees count on, and aligns: the inbox's keep, a dead
+# letter's size (clients.DEAD_LETTER_MAX_BYTES), and acks=all meaning two copies.
 WATCHED_CONFIGS = ("retention.ms", "cleanup.policy", "segment.ms")
-MIN_INSYNC = "min.insync.replicas"
+ALIGNED_CONFIGS = (*WATCHED_CONFIGS, "max.message.bytes", "min.insync.replicas")
 # Kafka's DescribeConfigs source of a config set on the topic itself.
 _SET_ON_TOPIC = 1
 
@@ -55,8 +56,9 @@ class TopicOnBroker:
     # Its configs as the broker reported them: Apache Kafka reports each (its default when
     # the topic sets none), the embedded broker only those set on the topic.
     configs: Mapping[str, str]
-    # The configs set on the topic itself (Apache Kafka), kept when configs are aligned.
-    overrides: Mapping[str, str]
+    # The configs set on the topic itself, kept when configs are aligned; None if the
+    # broker cannot say which they are (then the topic is not aligned).
+    overrides: Mapping[str, str] | None
 
     def lifetime_ms(self, spec: TopicSpec) -> int:
         """How long a record can stay in it; what the broker does not say, as declared."""
@@ -101,12 +103,12 @@ async def topics_on_broker(
             found["topic"],
             len(found["partitions"]),
             min(len(partition["replicas"]) for partition in found["partitions"]),
-            {e["config_names"]: e["config_value"] for e in entries[found["topic"]]},
             {
                 e["config_names"]: e["config_value"]
                 for e in entries[found["topic"]]
-                if e.get("config_source") == _SET_ON_TOPIC
+                if e["config_value"] is not None
             },
+            _own_configs(entries[found["topic"]]),
         )
         for found in described
     }
@@ -117,14 +119,26 @@ def _config_entries(responses: Sequence[Any]) -> dict[str, list[dict[str, Any]]]
     for response in responses:
         for resource in response.to_object()["resources"]:
             if resource["error_code"] != 0:
-                raise RuntimeError(
-                    f"could not read the configs of {resource['resource_name']}: "
-                    f"error {resource['error_code']} {resource['error_message'] or ''}".strip()
+                # As Kafka's own error, so that a retriable one is retried (errors.is_transient).
+                raise for_code(resource["error_code"])(
+                    f"the configs of {resource['resource_name']}: {resource['error_message']}"
                 )
-            entries[resource["resource_name"]] = [
-                entry for entry in resource["config_entries"] if entry["config_value"] is not None
-            ]
+            entries[resource["resource_name"]] = resource["config_entries"]
     return entries
+
+
+def _own_configs(entries: Sequence[dict[str, Any]]) -> dict[str, str] | None:
+    """The configs set on the topic itself, or None where the broker does not say which
+    they are (no source: DescribeConfigs v0) or hides a value (a sensitive one)."""
+    own = {}
+    for entry in entries:
+        if "config_source" not in entry:
+            return None
+        if entry["config_source"] == _SET_ON_TOPIC:
+            if entry["config_value"] is None:
+                return None
+            own[entry["config_names"]] = entry["config_value"]
+    return own
 
 
 def differences(
@@ -151,7 +165,7 @@ def differences(
 def declared_configs(spec: TopicSpec, replication_factor: int) -> dict[str, str]:
     """Returns the configs drift is measured on, and alignment sets."""
     configs = topic_configs(spec, replication_factor)
-    return {name: configs[name] for name in (*WATCHED_CONFIGS, MIN_INSYNC) if name in configs}
+    return {name: configs[name] for name in ALIGNED_CONFIGS if name in configs}
 
 
 async def topology_drift(
@@ -190,8 +204,12 @@ async def align_topic_configs(
         return []
     # AlterConfigs replaces the whole set of a topic's own configs (aiokafka has no
     # IncrementalAlterConfigs): send the ones it has, with the declared ones over them.
+    # Another change made between the read and the write is lost.
+    unknown = [name for name in wanted if found[name].overrides is None]
+    if unknown:
+        raise RuntimeError(f"the broker does not say which configs are set on {unknown}")
     resources = [
-        ConfigResource(ConfigResourceType.TOPIC, name, {**found[name].overrides, **configs})
+        ConfigResource(ConfigResourceType.TOPIC, name, {**(found[name].overrides or {}), **configs})
         for name, configs in wanted.items()
     ]
     await _alter(bootstrap_servers, resources)
@@ -224,10 +242,13 @@ async def _alter(bootstrap_servers: str, resources: list[ConfigResource]) -> Non
         raise RuntimeError(f"could not align topic configs: {'; '.join(errors)}")
 
 
-async def inbox_keep_s_on_broker(bootstrap_servers: str, service: str) -> dict[str, int | None]:
+async def inbox_keep_s_on_broker(
+    bootstrap_servers: str, service: str
+) -> tuple[dict[str, int | None], list[str]]:
     """Returns, for each topic `service` consumes, how long its inbox must remember an id
-    as the broker keeps the topics (never shorter than declared); None where a topic on
-    the way keeps events for ever."""
+    as the broker keeps the topics (never shorter than declared; None where a topic on
+    the way keeps events for ever); and the topics on the way the broker did not show,
+    which count as declared."""
     passages = [*consumed_by(service), dead_letter_topic(service), replay_topic(service)]
     found = await topics_on_broker(bootstrap_servers, passages)
 
@@ -242,4 +263,4 @@ async def inbox_keep_s_on_broker(bootstrap_servers: str, service: str) -> dict[s
             keeps[name] = inbox_keep_ms(service, name, lifetime_ms) // 1000
         except UnboundedRetentionError:
             keeps[name] = None
-    return keeps
+    return keeps, [name for name in passages if name not in found]

@@ -12,9 +12,6 @@ from dataclasses import dataclass
 DAY_MS = 24 * 60 * 60 * 1000
 DAY_S = DAY_MS // 1000
 
-# Owners of declared topics that are not the platform: their topics are theirs to change.
-EXTERNAL_OWNERS = frozenset({"core-banking"})
-
 
 @dataclass(frozen=True)
 class TopicSpec:
@@ -170,7 +167,8 @@ def record_lifetime_ms(
     topic_name: str, retention_ms: int, cleanup_policy: str, segment_ms: int
 ) -> int:
     """Returns how long a record can stay in a topic with these configs."""
-    if retention_ms < 0 or "compact" in cleanup_policy:
+    # Compaction alone keeps a key's last record for ever; with delete, retention bounds it.
+    if retention_ms < 0 or "delete" not in cleanup_policy:
         raise UnboundedRetentionError(f"{topic_name} keeps its events for ever")
     return retention_ms + segment_ms
 
