@@ -269,9 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument(
         "--align-configs",
         action="store_true",
-        help="set the drifted retention, cleanup policy, segment roll and (from "
-        "--replication-factor 3) min.insync.replicas of the platform's own topics to the "
-        "declaration, keeping their other configs (partitions and replicas never change)",
+        help="set the drifted retention, cleanup policy, segment roll, max.message.bytes "
+        "and (from --replication-factor 3) min.insync.replicas of the platform's own topics "
+        "to the declaration, keeping their other configs (partitions and replicas never "
+        "change)",
     )
     apply.add_argument("--check", action="store_true", help="exit 1 if a topic is not as declared")
     apply.set_defaults(handler=cmd_topics_apply)

@@ -65,7 +65,7 @@ class BusMetrics:
         )
         self.inbox_bytes = Gauge(
             "cascade_inbox_bytes",
-            "Disk used by the inbox table and its index (it plateaus once the sweep runs)",
+            "Disk used by the inbox table and its index (levels off once swept space is reused)",
             registry=registry,
         )
         self.inbox_rows = Gauge(
