@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -32,9 +33,7 @@ async def ensure_topics(
 ) -> None:
     """Creates the topics that are missing and waits until every partition has a leader."""
     names = [topic.name for topic in topics]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap_servers) as admin:
         errors = _creation_errors(await admin.create_topics(list(topics)))
         if errors:
             raise RuntimeError(f"could not create topics: {'; '.join(errors)}")
@@ -49,6 +48,15 @@ async def ensure_topics(
             )
 
         await wait_until_async(have_leaders, deadline_s, f"leaders for topics {names}")
+
+
+@asynccontextmanager
+async def admin_client(bootstrap_servers: str) -> AsyncIterator[AIOKafkaAdminClient]:
+    """Yields a started admin client, closed after (also when its start fails half-way)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    try:
+        await admin.start()
+        yield admin
     finally:
         await admin.close()
 

@@ -13,17 +13,15 @@ broker, not the declaration, can bring an event back.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import IncompatibleBrokerVersion, for_code
 
 from cascade.shared.infra.processes import wait_until_async
-from cascade.shared.messaging.admin import topic_configs
+from cascade.shared.messaging.admin import admin_client, topic_configs
 from cascade.shared.messaging.topology import (
     SEGMENT_ROLL_MS,
     TOPICS,
@@ -70,21 +68,11 @@ class TopicOnBroker:
         )
 
 
-@asynccontextmanager
-async def _admin(bootstrap_servers: str) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    try:
-        await admin.start()  # in the try: a start cancelled half-way must still close
-        yield admin
-    finally:
-        await admin.close()
-
-
 async def topics_on_broker(
     bootstrap_servers: str, names: Iterable[str]
 ) -> dict[str, TopicOnBroker]:
     """Returns the topics among `names` that exist, with their configs."""
-    async with _admin(bootstrap_servers) as admin:
+    async with admin_client(bootstrap_servers) as admin:
         # Only topics that exist: the embedded broker creates a topic it is asked about.
         existing = set(await admin.list_topics()).intersection(names)
         if not existing:
@@ -190,14 +178,10 @@ async def align_topic_configs(
     moves keys, which breaks per-key order.
     """
     found = await topics_on_broker(bootstrap_servers, [spec.name for spec in specs])
-    wanted = {
-        spec.name: declared_configs(spec, replication_factor)
-        for spec in specs
-        if spec.name in found
-    }
+    declared = {s.name: declared_configs(s, replication_factor) for s in specs if s.name in found}
     wanted = {
         name: configs
-        for name, configs in wanted.items()
+        for name, configs in declared.items()
         if any(found[name].configs.get(key) != value for key, value in configs.items())
     }
     if not wanted:
@@ -227,7 +211,7 @@ async def align_topic_configs(
 
 
 async def _alter(bootstrap_servers: str, resources: list[ConfigResource]) -> None:
-    async with _admin(bootstrap_servers) as admin:
+    async with admin_client(bootstrap_servers) as admin:
         try:
             responses = await admin.alter_configs(resources)
         except IncompatibleBrokerVersion as error:  # the embedded broker has no AlterConfigs

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
-from cascade.shared.messaging.admin import ensure_topics, topic_partitions
+from cascade.shared.messaging.admin import admin_client, ensure_topics, topic_partitions
 
 
 def unique_name(prefix: str) -> str:
@@ -32,13 +33,9 @@ async def create_topics(
 
 async def list_topics(bootstrap_servers: str) -> list[str]:
     """Return the names of the topics the cluster has."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap_servers) as admin:
         topics: list[str] = await admin.list_topics()
         return topics
-    finally:
-        await admin.close()
 
 
 async def produce(
@@ -97,27 +94,16 @@ async def consume(
 
 async def record_count(bootstrap_servers: str, topics: Sequence[str]) -> int:
     """Return how many records `topics` hold now."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await admin.start()
-    await probe.start()
-    try:
+    async with _admin_and_probe(bootstrap_servers) as (admin, probe):
         partitions = await topic_partitions(admin, topics)
         ends = await probe.end_offsets(partitions)
         starts = await probe.beginning_offsets(partitions)
         return sum(ends[tp] - starts[tp] for tp in partitions)
-    finally:
-        await probe.stop()
-        await admin.close()
 
 
 async def group_lag(bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> int:
     """Return how many records of `topics` the group has not committed yet."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await admin.start()
-    await probe.start()
-    try:
+    async with _admin_and_probe(bootstrap_servers) as (admin, probe):
         try:
             committed = await admin.list_consumer_group_offsets(group_id)
         except GroupCoordinatorNotAvailableError:
@@ -131,19 +117,26 @@ async def group_lag(bootstrap_servers: str, group_id: str, topics: Sequence[str]
             done = committed.get(tp)
             lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
         return lag
-    finally:
-        await probe.stop()
-        await admin.close()
+
+
+@asynccontextmanager
+async def _admin_and_probe(
+    bootstrap_servers: str,
+) -> AsyncIterator[tuple[AIOKafkaAdminClient, AIOKafkaConsumer]]:
+    """An admin client and a group-less consumer that reads offsets, both started."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    async with admin_client(bootstrap_servers) as admin:
+        await probe.start()
+        try:
+            yield admin, probe
+        finally:
+            await probe.stop()
 
 
 async def rewind_group(bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> None:
     """Commit offset 0 on every partition of `topics` for an idle group: a full replay."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap_servers) as admin:
         partitions = await topic_partitions(admin, topics)
-    finally:
-        await admin.close()
     # A consumer with manual assignment commits for the group without joining it.
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False
