@@ -8,8 +8,11 @@ from another process, what `cascade up` started.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -122,3 +125,19 @@ class DetachedServer(LocalServer):
         pid = self.pid
         if pid is not None:
             kill9(pid)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Freezes the server (SIGSTOP) while the block runs, then lets it go on (SIGCONT).
+
+        Frozen, it keeps its sockets: the kernel still accepts connections and buffers
+        requests, but nothing is answered, as with a long GC pause or a hung host.
+        """
+        pid = self.pid
+        if pid is None:
+            raise RuntimeError(f"{self.kind} is not running")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)

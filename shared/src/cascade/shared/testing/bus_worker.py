@@ -26,6 +26,7 @@ from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
 from cascade.shared.settings import KafkaSettings
 from cascade.shared.testing.bus import INBOX, OUTBOX, record_effects, step_registry
+from cascade.shared.testing.harness import counter_total
 
 
 class PoisonedStep(Exception):
@@ -33,15 +34,7 @@ class PoisonedStep(Exception):
 
 
 def _report(metrics: BusMetrics) -> None:
-    duplicates = sum(
-        s.value
-        for m in metrics.duplicates.collect()
-        for s in m.samples
-        if s.name.endswith("_total")
-    )
-    consumed = sum(
-        s.value for m in metrics.consumed.collect() for s in m.samples if s.name.endswith("_total")
-    )
+    duplicates, consumed = counter_total(metrics.duplicates), counter_total(metrics.consumed)
     print(
         json.dumps({"pid": os.getpid(), "consumed": consumed, "duplicates": duplicates}), flush=True
     )
@@ -61,7 +54,9 @@ def _handler(worker: str, fail_seq: int | None, metrics: BusMetrics) -> BatchHan
 
 async def _consume(args: argparse.Namespace, stop: asyncio.Event) -> None:
     kafka = KafkaSettings(
-        bootstrap_servers=args.bootstrap, enable_idempotence=not args.no_idempotence
+        bootstrap_servers=args.bootstrap,
+        enable_idempotence=not args.no_idempotence,
+        request_timeout_ms=args.request_timeout_ms,
     )
     engine = create_async_engine(args.db, pool_size=2)
     metrics = BusMetrics()
@@ -101,7 +96,9 @@ async def _consume(args: argparse.Namespace, stop: asyncio.Event) -> None:
 
 async def _relay(args: argparse.Namespace, stop: asyncio.Event) -> None:
     kafka = KafkaSettings(
-        bootstrap_servers=args.bootstrap, enable_idempotence=not args.no_idempotence
+        bootstrap_servers=args.bootstrap,
+        enable_idempotence=not args.no_idempotence,
+        request_timeout_ms=args.request_timeout_ms,
     )
     engine = create_async_engine(args.db, pool_size=2)
     relay = OutboxRelay(
@@ -129,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--db", required=True)
         command.add_argument("--bootstrap", required=True)
         command.add_argument("--no-idempotence", action="store_true")
+        command.add_argument("--request-timeout-ms", type=int, default=30_000)
     consume = sub.choices["consume"]
     consume.add_argument("--group", required=True)
     consume.add_argument("--topic", action="append", required=True)

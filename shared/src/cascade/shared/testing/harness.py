@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from cascade.shared.infra.processes import (
@@ -104,6 +105,16 @@ class Worker:
         return int(sum(last_by_pid.values()))
 
 
+def counter_total(counter: Counter) -> float:
+    """Returns a Prometheus counter's value summed over its labels."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+
+
 async def wait_all_applied(
     database_url: str, produced: Sequence[Produced], deadline_s: float = 120.0
 ) -> None:
@@ -135,20 +146,31 @@ async def history(database_url: str, produced: Sequence[Produced]) -> HistoryRep
 
 @asynccontextmanager
 async def consumer_in_this_process(
-    database_url: str, bootstrap: str, config: ConsumerConfig, handler: BatchHandler
+    database_url: str,
+    bootstrap: str,
+    config: ConsumerConfig,
+    handler: BatchHandler,
+    *,
+    metrics: BusMetrics | None = None,
+    max_poll_interval_ms: int = 300_000,
 ) -> AsyncIterator[None]:
     """Runs an EventConsumer of the test bus in this process while the block runs."""
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     engine = create_async_engine(database_url, pool_size=2)
     consumer = EventConsumer(
         config,
-        consumer_factory=lambda: make_consumer(kafka, group_id=config.group_id, client_id="t"),
+        consumer_factory=lambda: make_consumer(
+            kafka,
+            group_id=config.group_id,
+            client_id="t",
+            max_poll_interval_ms=max_poll_interval_ms,
+        ),
         producer_factory=lambda: make_producer(kafka, client_id="t-dlq"),
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         inbox_table=INBOX,
         registry=step_registry(),
         handler=handler,
-        metrics=BusMetrics(),
+        metrics=metrics or BusMetrics(),
     )
     stop = asyncio.Event()
     try:
