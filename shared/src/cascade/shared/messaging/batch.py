@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter
 
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.dead_letters import DeadLetter
@@ -24,16 +25,21 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
     hands the applied offsets over, so that the next owner starts after them."""
 
     def __init__(
-        self, lock: asyncio.Lock, hand_over: Callable[[Collection[Any]], Awaitable[Any]]
+        self,
+        lock: asyncio.Lock,
+        hand_over: Callable[[Collection[Any]], Awaitable[Any]],
+        revoked_total: Counter,
     ) -> None:
         self._lock = lock
         self._hand_over = hand_over
+        self._revoked_total = revoked_total
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # The lock covers decode and database work, not the offset commit, so waiting
         # here cannot deadlock with a commit that needs the coordinator.
         async with self._lock:
             log.info("consumer.partitions_revoked", count=len(revoked))
+        self._revoked_total.inc(len(revoked))
         await self._hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:

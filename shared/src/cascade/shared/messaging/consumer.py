@@ -129,7 +129,11 @@ class EventConsumer:
         verify_producer(producer, embedded_broker=cfg.embedded_broker)
         verify_consumer(consumer, max_batch_seconds=cfg.batch_timeout_s)
         applied = AppliedOffsets(cfg.commit_interval_s)
-        listener = FinishBatchOnRevoke(self._lock, lambda gone: applied.hand_over(consumer, gone))
+        listener = FinishBatchOnRevoke(
+            self._lock,
+            lambda gone: applied.hand_over(consumer, gone),
+            self._metrics.partitions_revoked,
+        )
         try:
             await producer.start()
             consumer.subscribe(list(cfg.topics), listener=listener)

@@ -40,6 +40,13 @@ class BusMetrics:
             ["type", "reason"],
             registry=registry,
         )
+        self.partitions_revoked = Counter(
+            "cascade_consumer_partitions_revoked",
+            "Partitions a rebalance took from this consumer: a steady rise means members keep"
+            " leaving the group, for example evicted for polling less often than"
+            " max_poll_interval_ms",
+            registry=registry,
+        )
         self.handler_seconds = Histogram(
             "cascade_handler_seconds",
             "Time to apply one fetched batch, database commit included",
