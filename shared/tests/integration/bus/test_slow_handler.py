@@ -1,19 +1,25 @@
 """R6: a handler that stalls past `max_poll_interval_ms` neither stalls its partition nor
-gets its consumer evicted.
+gets its consumer evicted from the group.
 
-`max_poll_interval_ms` is lowered to 10 s and the batch timeout to 5 s. The first time the
-handler meets one event it stalls for 15 s (the interval + 5 s), as a hung downstream
-call would. The batch times out, is applied one event at a time, and the stalled event's
-retry goes through: it is applied exactly once, the events after it within twice the
-interval, and the consumer never leaves its group, so no batch is delivered twice.
+`max_poll_interval_ms` is lowered to 10 s and the batch timeout to 5 s. The handler stalls
+for 15 s (the interval + 5 s) on one event, as a hung downstream call would:
+* once: the batch times out and is applied one event at a time; the stalled event's retry
+  goes through, so it is applied exactly once, and the events after it within twice the
+  interval;
+* at every attempt: each attempt is cut at 5 s, and the event is dead-lettered after the
+  third; the others are applied once.
+In neither case does the consumer leave its group (no rebalance takes its partition).
 
-Protection: the batch timeout, kept under `max_poll_interval_ms` by the start-up guard.
-Negative control: a 60 s timeout, with the guard that refuses it patched out. aiokafka
-then leaves the group while the handler waits, and rejoins when the consumer polls again;
-the figure that must fail: partitions revoked (`cascade_consumer_partitions_revoked`) > 0,
-where the protected run has none. In a group of several members the evicted consumer's
-partitions would move, and its batch be applied by another member meanwhile. Alone in
-its group it loses nothing: the offsets it hands over on the way out are accepted.
+Protections, and the negative controls that switch each off; the figure that must then
+fail is the rebalances (`cascade_consumer_rebalances`) > 0, where the protected runs have
+none:
+* the batch timeout, kept under `max_poll_interval_ms` by the start-up guard: a 60 s
+  timeout (the guard patched out) lets the single stall run its 15 s;
+* the poll between the one-by-one attempts (`stay_in_group`): without it, three attempts
+  of 5 s add up past the interval.
+Evicted, a consumer alone in its group loses nothing (the offsets it hands over on the way
+out are accepted); in a group of several, its partition would move to another member,
+which would fetch the same batch again while the handler still runs.
 """
 
 from __future__ import annotations
@@ -21,65 +27,73 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging import consumer as consumer_module
 from cascade.shared.messaging.consumer import ConsumerConfig
-from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.metrics import BusMetrics, counter_total
 from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.testing.bus import make_steps, read_effects, record_effects
-from cascade.shared.testing.harness import (
-    consumer_in_this_process,
-    counter_total,
-    history,
-    produce_envelopes,
-)
-from cascade.shared.testing.kafka import create_topics, unique_name
+from cascade.shared.testing.harness import consumer_in_this_process, history, produce_envelopes
+from cascade.shared.testing.history import Produced
+from cascade.shared.testing.kafka import create_topics, record_count, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 N_EVENTS = 1000
 MAX_POLL_INTERVAL_S = 10
 STALL_S = MAX_POLL_INTERVAL_S + 5
-STALLED_SEQ = 50  # of key ACC-00000: a few hundred events into the partition
+STALLED = ("ACC-00000", 52)  # key and seq: offset 520 of the one partition
+MAX_ATTEMPTS = 3
 
 
 class StallingHandler:
-    """Records effects; stalls once, the first time it meets the stalled step."""
+    """Records effects; stalls on the stalled step, once or at every attempt."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, every_attempt: bool) -> None:
+        self.every_attempt = every_attempt
         self.stalled_at: float | None = None
 
     async def __call__(self, session: AsyncSession, events: Sequence[DecodedEvent]) -> None:
-        stalled = any(
-            e.envelope.subject == "ACC-00000" and getattr(e.payload, "seq", None) == STALLED_SEQ
-            for e in events
-        )
-        if stalled and self.stalled_at is None:
-            self.stalled_at = time.monotonic()
+        stalls = self.stalled_at is None or self.every_attempt
+        if stalls and any(
+            (e.envelope.subject, getattr(e.payload, "seq", None)) == STALLED for e in events
+        ):
+            self.stalled_at = self.stalled_at or time.monotonic()
             await asyncio.sleep(STALL_S)  # the injected stall itself
         await record_effects(session, events, "slow-handler-test")
 
 
+@dataclass(frozen=True)
+class Outcome:
+    progress_s: float  # from the first stall until every event that can be is applied
+    rebalances: float
+    stalled_applied: int
+    dead_letters: int
+
+
 async def _run_with_stall(
-    database_url: str, bootstrap: str, batch_timeout_s: float
-) -> tuple[float, BusMetrics, list[tuple[str, str, int]]]:
-    """Returns the seconds from the stall until every event was applied, the consumer's
-    metrics, and the effects."""
-    topic, dead_letters = unique_name("slow-events"), unique_name("slow-dlq")
-    await create_topics(bootstrap, [topic, dead_letters], partitions=1)
+    database_url: str, bootstrap: str, *, batch_timeout_s: float, every_attempt: bool
+) -> Outcome:
+    topic, dead_letter_topic = unique_name("slow-events"), unique_name("slow-dlq")
+    await create_topics(bootstrap, [topic, dead_letter_topic], partitions=1)
     produced = await produce_envelopes(bootstrap, topic, make_steps(N_EVENTS, 10))
+    expected = [p for p in produced if (p.key, p.seq) != STALLED or not every_attempt]
     config = ConsumerConfig(
         unique_name("slow"),
         (topic,),
-        dead_letters,
-        max_records=200,
+        dead_letter_topic,
+        max_records=50,  # the one-by-one fallback of a batch stays well inside the interval
+        max_attempts=MAX_ATTEMPTS,
         batch_timeout_s=batch_timeout_s,
     )
-    handler, metrics = StallingHandler(), BusMetrics()
+    handler, metrics = StallingHandler(every_attempt=every_attempt), BusMetrics()
     async with consumer_in_this_process(
         database_url,
         bootstrap,
@@ -88,40 +102,74 @@ async def _run_with_stall(
         metrics=metrics,
         max_poll_interval_ms=MAX_POLL_INTERVAL_S * 1000,
     ):
-
-        async def all_applied() -> bool:
-            return {e for e, _, _ in await read_effects(database_url)} >= {
-                p.event_id for p in produced
-            }
-
-        await wait_until_async(all_applied, 120, "every event to be applied")
+        await _wait_applied(database_url, expected)
         assert handler.stalled_at is not None, "the stall was never injected"
         progress_s = time.monotonic() - handler.stalled_at
-    report = await history(database_url, produced)
+    report = await history(database_url, expected)
     assert (report.lost, report.duplicated, report.phantom) == (0, 0, 0), str(report)
-    return progress_s, metrics, await read_effects(database_url)
-
-
-async def test_a_stalled_handler_is_cut_short_and_its_partition_moves_on(
-    bus_database: str, kafka_bootstrap_servers: str
-) -> None:
-    progress_s, metrics, effects = await _run_with_stall(
-        bus_database, kafka_bootstrap_servers, batch_timeout_s=5
+    effects = await read_effects(database_url)
+    return Outcome(
+        progress_s=progress_s,
+        rebalances=counter_total(metrics.rebalances),
+        stalled_applied=sum(1 for _, key, seq in effects if (key, seq) == STALLED),
+        dead_letters=await record_count(bootstrap, [dead_letter_topic]),
     )
 
-    stalled = [e for e in effects if e[1:] == ("ACC-00000", STALLED_SEQ)]
-    assert len(stalled) == 1, "the stalled event must be applied exactly once"
-    assert progress_s <= 2 * MAX_POLL_INTERVAL_S, f"all applied {progress_s:.1f}s after the stall"
-    assert counter_total(metrics.partitions_revoked) == 0, "the consumer was evicted from its group"
-    assert counter_total(metrics.duplicates) == 0, "a batch was delivered twice"
+
+async def _wait_applied(database_url: str, expected: list[Produced]) -> None:
+    wanted = {p.event_id for p in expected}
+
+    async def all_applied() -> bool:
+        return {event_id for event_id, _, _ in await read_effects(database_url)} >= wanted
+
+    await wait_until_async(all_applied, 120, "every event to be applied", interval=0.5)
 
 
-async def test_negative_control_without_the_batch_timeout_the_consumer_is_evicted(
+async def test_a_handler_stalled_once_is_cut_short_and_its_partition_moves_on(
+    bus_database: str, kafka_bootstrap_servers: str
+) -> None:
+    outcome = await _run_with_stall(
+        bus_database, kafka_bootstrap_servers, batch_timeout_s=5, every_attempt=False
+    )
+
+    assert outcome.stalled_applied == 1, "the stalled event must be applied exactly once"
+    assert outcome.progress_s <= 2 * MAX_POLL_INTERVAL_S, f"{outcome.progress_s:.1f}s to apply all"
+    assert outcome.rebalances == 0, "the consumer left its group"
+    assert outcome.dead_letters == 0
+
+
+async def test_an_event_that_stalls_at_every_attempt_is_dead_lettered_without_an_eviction(
+    bus_database: str, kafka_bootstrap_servers: str
+) -> None:
+    outcome = await _run_with_stall(
+        bus_database, kafka_bootstrap_servers, batch_timeout_s=5, every_attempt=True
+    )
+
+    assert (outcome.stalled_applied, outcome.dead_letters) == (0, 1)
+    assert outcome.rebalances == 0, "the consumer left its group"
+
+
+async def test_negative_control_without_the_batch_timeout_a_stall_evicts_the_consumer(
     bus_database: str, kafka_bootstrap_servers: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The guard refuses a batch timeout over max_poll_interval_ms at start-up.
+    # The start-up guard refuses a batch timeout over max_poll_interval_ms.
     monkeypatch.setattr(consumer_module, "verify_consumer", lambda *_, **__: None)
-    _, metrics, _ = await _run_with_stall(bus_database, kafka_bootstrap_servers, batch_timeout_s=60)
+    outcome = await _run_with_stall(
+        bus_database, kafka_bootstrap_servers, batch_timeout_s=60, every_attempt=False
+    )
 
-    revoked = counter_total(metrics.partitions_revoked)
-    assert revoked > 0, "protection: the batch timeout; figure: partitions revoked (evictions)"
+    assert outcome.rebalances > 0, "protection: the batch timeout; figure: rebalances"
+
+
+async def test_negative_control_without_polls_between_attempts_they_evict_the_consumer(
+    bus_database: str, kafka_bootstrap_servers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_poll(consumer: AIOKafkaConsumer) -> frozenset[TopicPartition]:
+        return frozenset(consumer.assignment())
+
+    monkeypatch.setattr(consumer_module, "stay_in_group", no_poll)
+    outcome = await _run_with_stall(
+        bus_database, kafka_bootstrap_servers, batch_timeout_s=5, every_attempt=True
+    )
+
+    assert outcome.rebalances > 0, "protection: stay_in_group; figure: rebalances"

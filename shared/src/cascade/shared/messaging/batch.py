@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, TypeAlias
 
-from aiokafka import ConsumerRebalanceListener
-from aiokafka.structs import ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from prometheus_client import Counter
 
 from cascade.shared.logging import get_logger
@@ -28,22 +28,45 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self,
         lock: asyncio.Lock,
         hand_over: Callable[[Collection[Any]], Awaitable[Any]],
-        revoked_total: Counter,
+        rebalances: Counter,
     ) -> None:
         self._lock = lock
         self._hand_over = hand_over
-        self._revoked_total = revoked_total
+        self._rebalances = rebalances
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # The lock covers decode and database work, not the offset commit, so waiting
         # here cannot deadlock with a commit that needs the coordinator.
         async with self._lock:
             log.info("consumer.partitions_revoked", count=len(revoked))
-        self._revoked_total.inc(len(revoked))
+        if revoked:  # the first assignment revokes nothing
+            self._rebalances.inc()
         await self._hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("consumer.partitions_assigned", count=len(assigned))
+
+
+async def stay_in_group(consumer: AIOKafkaConsumer) -> frozenset[TopicPartition]:
+    """Polls without taking a record, so that the group still counts the consumer as alive;
+    returns the partitions it holds afterwards.
+
+    For a batch applied one event at a time (matrix R6): the batch timeout keeps each
+    attempt under max_poll_interval_ms, but a batch's events and attempts add up, and
+    aiokafka leaves the group once that long has passed without a poll. Every partition
+    is paused for the poll, so it hands out nothing; should a rebalance during it assign
+    new ones, whatever it returns for them is put back.
+    """
+    held = consumer.assignment()
+    consumer.pause(*held)
+    try:
+        fetched = await consumer.getmany(timeout_ms=0)
+    finally:
+        consumer.resume(*(held & consumer.assignment()))
+    for tp, records in fetched.items():
+        if records:
+            consumer.seek(tp, records[0].offset)
+    return frozenset(consumer.assignment())
 
 
 def decode_batch(

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,6 +32,7 @@ from cascade.shared.messaging.batch import (
     decode_batch,
     fqcn,
     position,
+    stay_in_group,
 )
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
 from cascade.shared.messaging.errors import is_transient
@@ -79,6 +81,7 @@ class ConsumerConfig:
 @dataclass
 class _Batch:
     records: list[Record]
+    consumer: AIOKafkaConsumer
     dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
 
 
@@ -132,7 +135,7 @@ class EventConsumer:
         listener = FinishBatchOnRevoke(
             self._lock,
             lambda gone: applied.hand_over(consumer, gone),
-            self._metrics.partitions_revoked,
+            self._metrics.rebalances,
         )
         try:
             await producer.start()
@@ -163,7 +166,7 @@ class EventConsumer:
             crash_point("after_poll")
             if not self._config.offsets_after_db:  # the broken order, for R3's control only
                 await commit_offsets(consumer, fetched)
-            batch = _Batch([r for tp in sorted(fetched) for r in fetched[tp]])
+            batch = _Batch([r for tp in sorted(fetched) for r in fetched[tp]], consumer)
             if not await self._apply_until_done(batch, dead_letters, stop):
                 return  # stopping: leave the offsets, the batch will be redelivered
             crash_point("after_db_commit_before_offset_commit")
@@ -281,6 +284,10 @@ class EventConsumer:
         backoff = Backoff()
         bind_context(event_id=event.envelope.id, correlation_id=event.envelope.correlationid)
         for attempt in range(1, self._config.max_attempts + 1):
+            # Each attempt stays under the poll interval, but events and attempts add up.
+            held = await stay_in_group(batch.consumer)
+            if TopicPartition(record.topic, record.partition) not in held:
+                return True  # a rebalance meanwhile moved it: its next owner applies it
             try:
                 async with asyncio.timeout(self._config.batch_timeout_s) as deadline, self._lock:
                     refused = await self._transaction([event])

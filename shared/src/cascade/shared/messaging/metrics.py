@@ -40,10 +40,11 @@ class BusMetrics:
             ["type", "reason"],
             registry=registry,
         )
-        self.partitions_revoked = Counter(
-            "cascade_consumer_partitions_revoked",
-            "Partitions a rebalance took from this consumer: a steady rise means members keep"
-            " leaving the group, for example evicted for polling less often than"
+        self.rebalances = Counter(
+            "cascade_consumer_rebalances",
+            "Rebalances that took this replica's partitions (aiokafka hands all of them back at"
+            " each). Deploys and scaling cause some; a steady rate while the membership is"
+            " stable means members are evicted, e.g. for polling less often than"
             " max_poll_interval_ms",
             registry=registry,
         )
@@ -86,3 +87,13 @@ class BusMetrics:
             ["topic", "partition"],
             registry=registry,
         )
+
+
+def counter_total(counter: Counter) -> float:
+    """Returns a counter's value summed over its labels."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )

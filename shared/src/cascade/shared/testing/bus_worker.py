@@ -21,12 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from cascade.shared.messaging.clients import DEAD_LETTER_MAX_BYTES, make_consumer, make_producer
 from cascade.shared.messaging.consumer import BatchHandler, ConsumerConfig, EventConsumer
-from cascade.shared.messaging.metrics import BusMetrics
+from cascade.shared.messaging.metrics import BusMetrics, counter_total
 from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
 from cascade.shared.settings import KafkaSettings
 from cascade.shared.testing.bus import INBOX, OUTBOX, record_effects, step_registry
-from cascade.shared.testing.harness import counter_total
 
 
 class PoisonedStep(Exception):
