@@ -105,3 +105,11 @@ async def topic_partitions(
         numbers = sorted(partition["partition"] for partition in described["partitions"])
         partitions += [TopicPartition(described["topic"], number) for number in numbers]
     return partitions
+
+
+async def partitions_on_broker(
+    bootstrap_servers: str, topics: Sequence[str]
+) -> list[TopicPartition]:
+    """Returns every partition of `topics`, asking through a short-lived admin client."""
+    async with admin_client(bootstrap_servers) as admin:
+        return await topic_partitions(admin, topics)

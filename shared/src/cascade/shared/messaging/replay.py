@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord, TopicPartition
 
 from cascade.shared.logging import mask_text
-from cascade.shared.messaging.admin import topic_partitions
+from cascade.shared.messaging.admin import partitions_on_broker
 from cascade.shared.messaging.clients import make_producer
 from cascade.shared.messaging.safety import verify_producer
 from cascade.shared.messaging.topology import dead_letter_topic as default_dead_letter_topic
@@ -57,7 +56,7 @@ async def read_dead_letters(
 ) -> list[DeadLetterRecord]:
     """Returns the dead letters of `service` (at most `limit`), oldest first."""
     topic = dead_letter_topic or default_dead_letter_topic(service)
-    partitions = await _partitions(bootstrap, topic)
+    partitions = await partitions_on_broker(bootstrap, [topic])
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -74,15 +73,6 @@ async def read_dead_letters(
         await consumer.stop()
     records.sort(key=lambda r: (r.partition, r.offset))
     return records if limit is None else records[:limit]
-
-
-async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return await topic_partitions(admin, [topic])
-    finally:
-        await admin.close()
 
 
 async def _read_until(

@@ -7,12 +7,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from prometheus_client import Counter
+from aiokafka.structs import TopicPartition
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from cascade.shared.infra.processes import (
@@ -105,16 +105,6 @@ class Worker:
         return int(sum(last_by_pid.values()))
 
 
-def counter_total(counter: Counter) -> float:
-    """Returns a Prometheus counter's value summed over its labels."""
-    return sum(
-        sample.value
-        for metric in counter.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total")
-    )
-
-
 async def wait_all_applied(
     database_url: str, produced: Sequence[Produced], deadline_s: float = 120.0
 ) -> None:
@@ -129,12 +119,16 @@ async def wait_all_applied(
 
 
 async def wait_lag_zero(
-    bootstrap: str, group: str, topics: Sequence[str], deadline_s: float = 60.0
+    bootstrap: str,
+    group: str,
+    topics: Sequence[str],
+    deadline_s: float = 60.0,
+    ends: Mapping[TopicPartition, int] | None = None,
 ) -> None:
-    """Waits until the group has committed every record of `topics`."""
+    """Waits until the group has committed every record of `topics` (up to `ends`)."""
 
     async def caught_up() -> bool:
-        return await group_lag(bootstrap, group, topics) == 0
+        return await group_lag(bootstrap, group, topics, ends) == 0
 
     await wait_until_async(caught_up, deadline_s, f"group {group} to reach lag 0", interval=0.5)
 
@@ -170,7 +164,7 @@ async def consumer_in_this_process(
         inbox_table=INBOX,
         registry=step_registry(),
         handler=handler,
-        metrics=metrics or BusMetrics(),
+        metrics=BusMetrics() if metrics is None else metrics,
     )
     stop = asyncio.Event()
     try:

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupCoordinatorNotAvailableError
+from aiokafka.structs import TopicPartition
 
-from cascade.shared.messaging.admin import admin_client, ensure_topics, topic_partitions
+from cascade.shared.messaging.admin import (
+    admin_client,
+    ensure_topics,
+    partitions_on_broker,
+    topic_partitions,
+)
 
 
 def unique_name(prefix: str) -> str:
@@ -101,8 +107,23 @@ async def record_count(bootstrap_servers: str, topics: Sequence[str]) -> int:
         return sum(ends[tp] - starts[tp] for tp in partitions)
 
 
-async def group_lag(bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> int:
-    """Return how many records of `topics` the group has not committed yet."""
+async def end_offsets(bootstrap_servers: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    """Return the offset after the last record of every partition of `topics`, now."""
+    async with _admin_and_probe(bootstrap_servers) as (admin, probe):
+        ends: dict[TopicPartition, int] = await probe.end_offsets(
+            await topic_partitions(admin, topics)
+        )
+        return ends
+
+
+async def group_lag(
+    bootstrap_servers: str,
+    group_id: str,
+    topics: Sequence[str],
+    ends: Mapping[TopicPartition, int] | None = None,
+) -> int:
+    """Return how many records of `topics` the group has not committed yet: up to their
+    end now, or up to `ends` (taken earlier, with `end_offsets`) when given."""
     async with _admin_and_probe(bootstrap_servers) as (admin, probe):
         try:
             committed = await admin.list_consumer_group_offsets(group_id)
@@ -111,11 +132,12 @@ async def group_lag(bootstrap_servers: str, group_id: str, topics: Sequence[str]
         partitions = await topic_partitions(admin, topics)
         if not partitions:
             raise RuntimeError(f"no partitions known for {list(topics)}")
-        ends = await probe.end_offsets(partitions)
+        if ends is None:
+            ends = await probe.end_offsets(partitions)
         lag = 0
         for tp, end in ends.items():
             done = committed.get(tp)
-            lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
+            lag += max(end - (done.offset if done is not None and done.offset >= 0 else 0), 0)
         return lag
 
 
@@ -135,8 +157,7 @@ async def _admin_and_probe(
 
 async def rewind_group(bootstrap_servers: str, group_id: str, topics: Sequence[str]) -> None:
     """Commit offset 0 on every partition of `topics` for an idle group: a full replay."""
-    async with admin_client(bootstrap_servers) as admin:
-        partitions = await topic_partitions(admin, topics)
+    partitions = await partitions_on_broker(bootstrap_servers, topics)
     # A consumer with manual assignment commits for the group without joining it.
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers, group_id=group_id, enable_auto_commit=False

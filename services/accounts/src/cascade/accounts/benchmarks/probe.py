@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from pydantic import SecretStr
 from sqlalchemy import text
@@ -23,7 +22,7 @@ from cascade.accounts.main import create_app
 from cascade.accounts.settings import AccountsSettings
 from cascade.shared.contracts import accounts as contract
 from cascade.shared.contracts import default_registry
-from cascade.shared.messaging.admin import topic_partitions
+from cascade.shared.messaging.admin import partitions_on_broker
 from cascade.shared.settings import DatabaseSettings, KafkaSettings
 from cascade.shared.testing.corebanking import business_day_closed
 from cascade.shared.testing.kafka import group_lag
@@ -81,12 +80,7 @@ class Probe:
     async def start(self) -> None:
         await self.offsets.start()
         await self.producer.start()
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            self.partitions = await topic_partitions(admin, [contract.TOPIC])
-        finally:
-            await admin.close()
+        self.partitions = await partitions_on_broker(self.bootstrap, [contract.TOPIC])
 
     async def stop(self) -> None:
         await self.producer.stop()
@@ -240,12 +234,7 @@ async def _read_events(bootstrap: str, event_ids: set[str]) -> list[tuple[bytes,
     await consumer.start()
     found: list[tuple[bytes, bytes]] = []
     try:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            partitions = await topic_partitions(admin, [contract.TOPIC])
-        finally:
-            await admin.close()
+        partitions = await partitions_on_broker(bootstrap, [contract.TOPIC])
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
