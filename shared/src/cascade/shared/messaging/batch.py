@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 
 from cascade.shared.logging import get_logger
@@ -16,6 +18,8 @@ from cascade.shared.messaging.envelope import DecodeError, decode
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
 
 log = get_logger(__name__)
+
+_POLL_EVERY_S = 1.0  # while applying one event at a time: well inside any poll interval
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -28,34 +32,72 @@ class FinishBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
         self,
         lock: asyncio.Lock,
         hand_over: Callable[[Collection[Any]], Awaitable[Any]],
-        rebalances: Counter,
+        rebalances_total: Counter,
     ) -> None:
         self._lock = lock
         self._hand_over = hand_over
-        self._rebalances = rebalances
+        self._rebalances_total = rebalances_total
+        self.rebalances = 0  # that took partitions from this consumer, for its whole life
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        if revoked:  # the first assignment revokes nothing
+            # Counted before waiting for the lock: a batch applied one event at a time
+            # then stops at its next event (FetchedBatch.still_ours).
+            self.rebalances += 1
+            self._rebalances_total.inc()
         # The lock covers decode and database work, not the offset commit, so waiting
         # here cannot deadlock with a commit that needs the coordinator.
         async with self._lock:
             log.info("consumer.partitions_revoked", count=len(revoked))
-        if revoked:  # the first assignment revokes nothing
-            self._rebalances.inc()
         await self._hand_over(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("consumer.partitions_assigned", count=len(assigned))
 
 
-async def stay_in_group(consumer: AIOKafkaConsumer) -> frozenset[TopicPartition]:
-    """Polls without taking a record, so that the group still counts the consumer as alive;
-    returns the partitions it holds afterwards.
+@dataclass
+class FetchedBatch:
+    """The records of one poll, and what applying them one event at a time must keep."""
 
-    For a batch applied one event at a time (matrix R6): the batch timeout keeps each
-    attempt under max_poll_interval_ms, but a batch's events and attempts add up, and
-    aiokafka leaves the group once that long has passed without a poll. Every partition
-    is paused for the poll, so it hands out nothing; should a rebalance during it assign
-    new ones, whatever it returns for them is put back.
+    records: list[Record]
+    consumer: AIOKafkaConsumer
+    membership: FinishBatchOnRevoke
+    dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
+    abandoned: bool = False
+    _rebalances: int = field(init=False)
+    _polled_at: float = field(init=False, default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self._rebalances = self.membership.rebalances
+
+    async def still_ours(self) -> bool:
+        """Keeps the consumer in its group while the batch is applied one event at a time,
+        and says whether the batch is still this consumer's to apply (matrix R6).
+
+        The batch timeout keeps each attempt under max_poll_interval_ms, but a batch's
+        events and attempts add up, and aiokafka leaves the group once that long has passed
+        without a poll: so it polls, at most once a second. After a rebalance the batch is
+        abandoned: aiokafka revokes every partition at each one, and the next holder of a
+        partition starts from its committed offset, before this batch, so the rest comes
+        again in order and the inbox skips what was applied. Going on with the partitions
+        still held could apply a partition's later events while its earlier ones, skipped
+        while another member held it, were never applied.
+        """
+        if time.monotonic() - self._polled_at >= _POLL_EVERY_S:
+            await stay_in_group(self.consumer)
+            self._polled_at = time.monotonic()
+        if self.membership.rebalances != self._rebalances and not self.abandoned:
+            self.abandoned = True
+            log.info("consumer.batch_abandoned", records=len(self.records))
+        return not self.abandoned
+
+
+async def stay_in_group(consumer: AIOKafkaConsumer) -> None:
+    """Polls without taking a record, so that the group still counts the consumer as alive.
+
+    Every partition is paused for the poll, so it hands out nothing (it drops what it had
+    prefetched, which is fetched again); should a rebalance during it assign partitions,
+    whatever it returns for them is put back.
     """
     held = consumer.assignment()
     consumer.pause(*held)
@@ -66,7 +108,6 @@ async def stay_in_group(consumer: AIOKafkaConsumer) -> frozenset[TopicPartition]
     for tp, records in fetched.items():
         if records:
             consumer.seek(tp, records[0].offset)
-    return frozenset(consumer.assignment())
 
 
 def decode_batch(

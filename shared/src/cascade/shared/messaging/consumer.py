@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.structs import TopicPartition
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,6 +24,7 @@ from cascade.shared.messaging.backoff import Backoff
 from cascade.shared.messaging.batch import (
     ApplicationOrder,
     DeadLetterFailedError,
+    FetchedBatch,
     FinishBatchOnRevoke,
     Record,
     batch_order,
@@ -32,7 +32,6 @@ from cascade.shared.messaging.batch import (
     decode_batch,
     fqcn,
     position,
-    stay_in_group,
 )
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
 from cascade.shared.messaging.errors import is_transient
@@ -78,13 +77,6 @@ class ConsumerConfig:
     offsets_after_db: bool = True
 
 
-@dataclass
-class _Batch:
-    records: list[Record]
-    consumer: AIOKafkaConsumer
-    dead_lettered: set[tuple[str, int, int]] = field(default_factory=set)
-
-
 class EventConsumer:
     """Consumes a service's topics into its handler, through its inbox."""
 
@@ -115,8 +107,8 @@ class EventConsumer:
         backoff = Backoff()
         while not stop.is_set():
             try:
-                async with self._clients() as (consumer, dead_letters, applied):
-                    await self._consume(consumer, dead_letters, applied, stop)
+                async with self._clients() as (consumer, membership, dead_letters, applied):
+                    await self._consume(consumer, membership, dead_letters, applied, stop)
             except UnsafeConfigError:
                 raise  # a configuration bug: retrying cannot fix it
             except Exception as error:
@@ -126,7 +118,9 @@ class EventConsumer:
     @asynccontextmanager
     async def _clients(
         self,
-    ) -> AsyncIterator[tuple[AIOKafkaConsumer, DeadLetterPublisher, AppliedOffsets]]:
+    ) -> AsyncIterator[
+        tuple[AIOKafkaConsumer, FinishBatchOnRevoke, DeadLetterPublisher, AppliedOffsets]
+    ]:
         cfg = self._config
         consumer, producer = self._consumer_factory(), self._producer_factory()
         verify_producer(producer, embedded_broker=cfg.embedded_broker)
@@ -144,7 +138,7 @@ class EventConsumer:
             publisher = DeadLetterPublisher(
                 producer, cfg.dead_letter_topic, cfg.group_id, cfg.service_version
             )
-            yield consumer, publisher, applied
+            yield consumer, listener, publisher, applied
             await applied.commit(consumer)  # leaving the group: hand over where we are
         finally:
             # stop() leaves the group at once, so the partitions move without a timeout.
@@ -154,6 +148,7 @@ class EventConsumer:
     async def _consume(
         self,
         consumer: AIOKafkaConsumer,
+        membership: FinishBatchOnRevoke,
         dead_letters: DeadLetterPublisher,
         applied: AppliedOffsets,
         stop: asyncio.Event,
@@ -166,9 +161,12 @@ class EventConsumer:
             crash_point("after_poll")
             if not self._config.offsets_after_db:  # the broken order, for R3's control only
                 await commit_offsets(consumer, fetched)
-            batch = _Batch([r for tp in sorted(fetched) for r in fetched[tp]], consumer)
+            records = [r for tp in sorted(fetched) for r in fetched[tp]]
+            batch = FetchedBatch(records, consumer, membership)
             if not await self._apply_until_done(batch, dead_letters, stop):
                 return  # stopping: leave the offsets, the batch will be redelivered
+            if batch.abandoned:
+                continue  # a rebalance: its partitions start again from committed offsets
             crash_point("after_db_commit_before_offset_commit")
             if self._config.offsets_after_db:
                 applied.add(fetched, consumer.assignment())
@@ -177,7 +175,7 @@ class EventConsumer:
             record_lag(consumer, fetched, self._metrics)
 
     async def _apply_until_done(
-        self, batch: _Batch, dead_letters: DeadLetterPublisher, stop: asyncio.Event
+        self, batch: FetchedBatch, dead_letters: DeadLetterPublisher, stop: asyncio.Event
     ) -> bool:
         """Applies a batch, retrying transient failures for as long as it takes."""
         backoff = Backoff()
@@ -203,7 +201,7 @@ class EventConsumer:
             await backoff.wait(stop)
         return False
 
-    async def _apply(self, batch: _Batch, dead_letters: DeadLetterPublisher) -> None:
+    async def _apply(self, batch: FetchedBatch, dead_letters: DeadLetterPublisher) -> None:
         async with self._lock:
             started = time.perf_counter()
             events, bad = self._decode(batch.records)
@@ -240,7 +238,7 @@ class EventConsumer:
         return decode_batch(records, self._registry)
 
     async def _dead_letter(
-        self, batch: _Batch, letters: list[DeadLetter], publisher: DeadLetterPublisher
+        self, batch: FetchedBatch, letters: list[DeadLetter], publisher: DeadLetterPublisher
     ) -> None:
         # A transient retry of the batch must not dead-letter the same record twice.
         todo = [letter for letter in letters if position(letter.record) not in batch.dead_lettered]
@@ -256,7 +254,7 @@ class EventConsumer:
             log.warning("consumer.dead_lettered", reason=letter.reason, offset=letter.record.offset)
 
     async def _apply_one_by_one(
-        self, batch: _Batch, dead_letters: DeadLetterPublisher, stop: asyncio.Event
+        self, batch: FetchedBatch, dead_letters: DeadLetterPublisher, stop: asyncio.Event
     ) -> bool:
         """Isolates the failing event: each on its own, dead-lettered after N attempts.
 
@@ -271,11 +269,13 @@ class EventConsumer:
                 continue
             if not await self._apply_single(batch, event.record, event, dead_letters, stop):
                 return False
+            if batch.abandoned:
+                break
         return True
 
     async def _apply_single(
         self,
-        batch: _Batch,
+        batch: FetchedBatch,
         record: Record,
         event: DecodedEvent,
         dead_letters: DeadLetterPublisher,
@@ -284,10 +284,8 @@ class EventConsumer:
         backoff = Backoff()
         bind_context(event_id=event.envelope.id, correlation_id=event.envelope.correlationid)
         for attempt in range(1, self._config.max_attempts + 1):
-            # Each attempt stays under the poll interval, but events and attempts add up.
-            held = await stay_in_group(batch.consumer)
-            if TopicPartition(record.topic, record.partition) not in held:
-                return True  # a rebalance meanwhile moved it: its next owner applies it
+            if not await batch.still_ours():
+                return True
             try:
                 async with asyncio.timeout(self._config.batch_timeout_s) as deadline, self._lock:
                     refused = await self._transaction([event])
@@ -298,7 +296,8 @@ class EventConsumer:
                 if is_transient(error) and not timed_out:
                     raise  # not the event's fault: the consumer restarts and retries
                 if attempt == self._config.max_attempts:
-                    await self._park(batch, record, event, error, attempt, dead_letters)
+                    if await batch.still_ours():  # else its next holder decides
+                        await self._park(batch, record, event, error, attempt, dead_letters)
                     return True
                 log.warning("consumer.handler_failed", attempt=attempt, error=fqcn(error))
                 await backoff.wait(stop)
@@ -308,7 +307,7 @@ class EventConsumer:
 
     async def _park(
         self,
-        batch: _Batch,
+        batch: FetchedBatch,
         record: Record,
         event: DecodedEvent,
         error: Exception,

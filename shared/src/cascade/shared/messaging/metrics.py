@@ -42,7 +42,7 @@ class BusMetrics:
         )
         self.rebalances = Counter(
             "cascade_consumer_rebalances",
-            "Rebalances that took this replica's partitions (aiokafka hands all of them back at"
+            "Rebalances that took this replica's partitions (aiokafka revokes all of them at"
             " each). Deploys and scaling cause some; a steady rate while the membership is"
             " stable means members are evicted, e.g. for polling less often than"
             " max_poll_interval_ms",

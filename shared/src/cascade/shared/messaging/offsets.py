@@ -116,7 +116,10 @@ async def commit_positions(
 
 def record_lag(consumer: AIOKafkaConsumer, fetched: Fetched, metrics: BusMetrics) -> None:
     """Sets the lag gauge of each partition in the batch from its high watermark."""
+    held = consumer.assignment()
     for tp, records in fetched.items():
+        if tp not in held:
+            continue  # a rebalance moved it meanwhile: aiokafka would refuse to answer
         highwater = consumer.highwater(tp)
         if records and highwater is not None:
             lag = max(highwater - (records[-1].offset + 1), 0)
