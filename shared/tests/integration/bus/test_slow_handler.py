@@ -19,6 +19,11 @@ none:
   them, three attempts of 5 s add up past the interval. Each eviction abandons the batch,
   which comes again and stalls again: the livelock aiokafka#848 describes, so progress
   (every other event applied within 4 intervals) fails too.
+And when a second member joins while the batch is applied one event at a time, the first
+abandons it at its next event; the batch comes again to whichever member holds the
+partition, which parks the event: one dead letter, every other event applied once and in
+order. Negative control, abandoning switched off: the first member parks the event too,
+so the figure that must fail is the dead letters: 2, not 1.
 Evicted, a consumer alone in its group loses nothing (the offsets it hands over on the way
 out are accepted); in a group of several, its partition would move to another member,
 which would fetch the same batch again while the handler still runs.
@@ -29,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import pytest
@@ -38,11 +44,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging import batch as batch_module
 from cascade.shared.messaging import consumer as consumer_module
+from cascade.shared.messaging.batch import FetchedBatch
 from cascade.shared.messaging.consumer import ConsumerConfig
 from cascade.shared.messaging.metrics import BusMetrics, counter_total
 from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.testing.bus import make_steps, read_effects, record_effects
-from cascade.shared.testing.harness import consumer_in_this_process, history, produce_envelopes
+from cascade.shared.testing.harness import (
+    consumer_in_this_process,
+    history,
+    produce_envelopes,
+    wait_lag_zero,
+)
 from cascade.shared.testing.history import Produced
 from cascade.shared.testing.kafka import create_topics, record_count, unique_name
 
@@ -196,3 +208,70 @@ async def test_negative_control_without_polls_between_attempts_they_evict_the_co
     # evicts it again: the partition never moves past the stalled event.
     assert outcome.rebalances > 0, "protection: stay_in_group; figure: rebalances"
     assert outcome.progress_s is None, "protection: stay_in_group; figure: progress"
+
+
+async def _second_member_joins_during_the_fallback(database_url: str, bootstrap: str) -> int:
+    """A consumer stalls on the event at every attempt; while its batch times out, a
+    second member joins the group. Returns the dead letters once the group has committed
+    every record, after checking that every other event was applied once, in order."""
+    topic, dead_letter_topic = unique_name("slow-events"), unique_name("slow-dlq")
+    await create_topics(bootstrap, [topic, dead_letter_topic], partitions=1)
+    produced = await produce_envelopes(bootstrap, topic, make_steps(N_EVENTS, 10))
+    expected = [p for p in produced if (p.key, p.seq) != STALLED]
+    config = ConsumerConfig(
+        unique_name("slow"),
+        (topic,),
+        dead_letter_topic,
+        max_records=50,
+        max_attempts=MAX_ATTEMPTS,
+        batch_timeout_s=5,
+    )
+    handler = StallingHandler(every_attempt=True)
+
+    def member() -> AbstractAsyncContextManager[None]:
+        interval_ms = MAX_POLL_INTERVAL_S * 1000
+        return consumer_in_this_process(
+            database_url, bootstrap, config, handler, max_poll_interval_ms=interval_ms
+        )
+
+    async def stalled() -> bool:
+        return handler.stalled_at is not None
+
+    async with member():
+        await wait_until_async(stalled, 60, "the handler to stall")
+        async with member():
+            await _progress(database_url, expected, handler)
+            await wait_lag_zero(bootstrap, config.group_id, [topic], deadline_s=120)
+    report = await history(database_url, expected)
+    assert report.lost == report.duplicated == report.phantom == 0, str(report)
+    assert report.order_violations == 0, str(report)
+    return await record_count(bootstrap, [dead_letter_topic])
+
+
+async def test_a_rebalance_during_the_one_by_one_fallback_abandons_the_batch(
+    bus_database: str, kafka_bootstrap_servers: str
+) -> None:
+    dead_letters = await _second_member_joins_during_the_fallback(
+        bus_database, kafka_bootstrap_servers
+    )
+
+    # The first member stopped before its last attempt; the batch came again, to whichever
+    # member holds the partition now, and it parked the event.
+    assert dead_letters == 1
+
+
+async def test_negative_control_going_on_after_a_rebalance_dead_letters_the_event_twice(
+    bus_database: str, kafka_bootstrap_servers: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def never_abandoned(batch: FetchedBatch) -> bool:
+        await batch_module.stay_in_group(batch.consumer)
+        return True
+
+    monkeypatch.setattr(FetchedBatch, "still_ours", never_abandoned)
+    dead_letters = await _second_member_joins_during_the_fallback(
+        bus_database, kafka_bootstrap_servers
+    )
+
+    # The first member parks the event, and the batch comes again all the same (to the
+    # new member, or to it from the committed offset): parked a second time.
+    assert dead_letters == 2, "protection: abandoning the batch; figure: dead letters"
