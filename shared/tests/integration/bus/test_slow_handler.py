@@ -94,15 +94,14 @@ class Outcome:
     dead_letters: int
 
 
-async def _run_with_stall(
-    database_url: str, bootstrap: str, *, batch_timeout_s: float, every_attempt: bool
-) -> Outcome:
-    """Runs a consumer until every event it can apply is applied, or PROGRESS_DEADLINE_S
-    after the stall; checks that nothing was lost, doubled or invented by then."""
+async def _events_for_a_new_group(
+    bootstrap: str, batch_timeout_s: float
+) -> tuple[ConsumerConfig, list[Produced]]:
+    """Produces N_EVENTS to a new one-partition topic; returns a new group's consumer
+    configuration for it and the events."""
     topic, dead_letter_topic = unique_name("slow-events"), unique_name("slow-dlq")
     await create_topics(bootstrap, [topic, dead_letter_topic], partitions=1)
     produced = await produce_envelopes(bootstrap, topic, make_steps(N_EVENTS, 10))
-    expected = [p for p in produced if (p.key, p.seq) != STALLED or not every_attempt]
     config = ConsumerConfig(
         unique_name("slow"),
         (topic,),
@@ -111,6 +110,16 @@ async def _run_with_stall(
         max_attempts=MAX_ATTEMPTS,
         batch_timeout_s=batch_timeout_s,
     )
+    return config, produced
+
+
+async def _run_with_stall(
+    database_url: str, bootstrap: str, *, batch_timeout_s: float, every_attempt: bool
+) -> Outcome:
+    """Runs a consumer until every event it can apply is applied, or PROGRESS_DEADLINE_S
+    after the stall; checks that nothing was lost, doubled or invented by then."""
+    config, produced = await _events_for_a_new_group(bootstrap, batch_timeout_s)
+    expected = [p for p in produced if (p.key, p.seq) != STALLED or not every_attempt]
     handler, metrics = StallingHandler(every_attempt=every_attempt), BusMetrics()
     async with consumer_in_this_process(
         database_url,
@@ -129,7 +138,7 @@ async def _run_with_stall(
         progress_s=progress_s,
         rebalances=counter_total(metrics.rebalances),
         stalled_applied=sum(1 for _, key, seq in effects if (key, seq) == STALLED),
-        dead_letters=await record_count(bootstrap, [dead_letter_topic]),
+        dead_letters=await record_count(bootstrap, [config.dead_letter_topic]),
     )
 
 
@@ -214,18 +223,8 @@ async def _second_member_joins_during_the_fallback(database_url: str, bootstrap:
     """A consumer stalls on the event at every attempt; while its batch times out, a
     second member joins the group. Returns the dead letters once the group has committed
     every record, after checking that every other event was applied once, in order."""
-    topic, dead_letter_topic = unique_name("slow-events"), unique_name("slow-dlq")
-    await create_topics(bootstrap, [topic, dead_letter_topic], partitions=1)
-    produced = await produce_envelopes(bootstrap, topic, make_steps(N_EVENTS, 10))
+    config, produced = await _events_for_a_new_group(bootstrap, batch_timeout_s=5)
     expected = [p for p in produced if (p.key, p.seq) != STALLED]
-    config = ConsumerConfig(
-        unique_name("slow"),
-        (topic,),
-        dead_letter_topic,
-        max_records=50,
-        max_attempts=MAX_ATTEMPTS,
-        batch_timeout_s=5,
-    )
     handler = StallingHandler(every_attempt=True)
 
     def member() -> AbstractAsyncContextManager[None]:
@@ -241,11 +240,11 @@ async def _second_member_joins_during_the_fallback(database_url: str, bootstrap:
         await wait_until_async(stalled, 60, "the handler to stall")
         async with member():
             await _progress(database_url, expected, handler)
-            await wait_lag_zero(bootstrap, config.group_id, [topic], deadline_s=120)
+            await wait_lag_zero(bootstrap, config.group_id, config.topics, deadline_s=120)
     report = await history(database_url, expected)
     assert report.lost == report.duplicated == report.phantom == 0, str(report)
     assert report.order_violations == 0, str(report)
-    return await record_count(bootstrap, [dead_letter_topic])
+    return await record_count(bootstrap, [config.dead_letter_topic])
 
 
 async def test_a_rebalance_during_the_one_by_one_fallback_abandons_the_batch(

@@ -79,9 +79,10 @@ class FetchedBatch:
         without a poll: so it polls, at most once a second. After a rebalance the batch is
         abandoned: aiokafka revokes every partition at each one, and the next holder of a
         partition starts from its committed offset, before this batch, so the rest comes
-        again in order and the inbox skips what was applied. Going on with the partitions
-        still held could apply a partition's later events while its earlier ones, skipped
-        while another member held it, were never applied.
+        again in order and the inbox skips what was applied. Going on instead would race
+        the partitions' next holders over the same events (one that both park is
+        dead-lettered twice); going on with the partitions still held, skipping the others,
+        could commit past events skipped while another member held them.
         """
         if time.monotonic() - self._polled_at >= _POLL_EVERY_S:
             await stay_in_group(self.consumer)
