@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -37,6 +36,7 @@ from sqlalchemy.pool import NullPool
 from cascade.shared.db import create_database
 from cascade.shared.infra.postgres import EmbeddedPostgres
 from cascade.shared.infra.processes import wait_until_async
+from cascade.shared.messaging.admin import admin_client
 from cascade.shared.messaging.envelope import decode
 from cascade.shared.testing.bus import create_bus_schema, make_steps
 from cascade.shared.testing.harness import (
@@ -84,13 +84,9 @@ async def _count(database_url: str, sql: str) -> int:
 
 async def _committed(bootstrap: str, group: str) -> Offsets:
     """Returns the group's committed offsets, as the broker has them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         offsets = await admin.list_consumer_group_offsets(group)
-        return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-    finally:
-        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
 
 
 async def _positions(bootstrap: str, topic: str, count: int) -> dict[TopicPartition, list[str]]:

@@ -19,10 +19,8 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
 from sqlalchemy import Column, Integer, MetaData, Table, Text, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -47,7 +45,7 @@ from cascade.shared.testing.harness import (
     wait_lag_zero,
 )
 from cascade.shared.testing.history import Produced
-from cascade.shared.testing.kafka import create_topics, unique_name
+from cascade.shared.testing.kafka import create_topics, record_count, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -252,20 +250,6 @@ async def test_negative_control_publishing_directly_during_a_broker_outage_loses
     assert report.lost > 0, f"protection: the outbox; figure: lost; acked={acked}; {report}"
 
 
-async def _topic_records(bootstrap: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await probe.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-        return int(sum((await probe.end_offsets(partitions)).values()))
-    finally:
-        await probe.stop()
-        await admin.close()
-
-
 async def _commit_each(database_url: str, topic: str, events: Sequence[Envelope]) -> None:
     engine = create_async_engine(database_url, pool_size=2)
     try:
@@ -313,4 +297,4 @@ async def test_relay_housekeeping_prunes_published_rows_and_keeps_unpublished_on
         await lock.close()
         await blocker.dispose()
     assert 0 < held < N_EVENTS
-    assert await _topic_records(kafka_bootstrap_servers, bus_topics[0]) == N_EVENTS - held
+    assert await record_count(kafka_bootstrap_servers, [bus_topics[0]]) == N_EVENTS - held

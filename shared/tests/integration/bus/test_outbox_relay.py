@@ -23,9 +23,6 @@ import random
 from collections.abc import Callable, Sequence
 
 import pytest
-from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.structs import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -38,7 +35,7 @@ from cascade.shared.messaging.tables import KEY_SLOTS
 from cascade.shared.testing.bus import OUTBOX, make_steps
 from cascade.shared.testing.harness import Worker, history, wait_all_applied, wait_lag_zero
 from cascade.shared.testing.history import Produced
-from cascade.shared.testing.kafka import unique_name
+from cascade.shared.testing.kafka import record_count, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -104,22 +101,6 @@ async def wait_outbox_published(database_url: str, deadline_s: float = 180.0) ->
     await wait_until_async(published, deadline_s, "every outbox row to be published")
 
 
-async def topic_records(bootstrap: str, topic: str) -> int:
-    """Returns how many records the topic holds (sum of its partitions' end offsets)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
-    await probe.start()
-    try:
-        (described,) = await admin.describe_topics([topic])
-        partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-        ends = await probe.end_offsets(partitions)
-        return int(sum(ends.values()))
-    finally:
-        await probe.stop()
-        await admin.close()
-
-
 def consumer(
     workers: Callable[..., Worker], db: str, bootstrap: str, topics: tuple[str, str], *extra: str
 ) -> tuple[Worker, str]:
@@ -177,7 +158,7 @@ async def test_relay_killed_after_ack_republishes_and_the_inbox_absorbs_the_dupl
     assert (report.lost, report.duplicated, report.phantom) == (0, 0, 0), str(report)
     assert report.order_violations == 0, str(report)
     # The acked-but-unmarked batches were published twice, and the inbox skipped them.
-    assert await topic_records(kafka_bootstrap_servers, bus_topics[0]) > N_EVENTS
+    assert await record_count(kafka_bootstrap_servers, [bus_topics[0]]) > N_EVENTS
     assert reader.duplicates_skipped() >= 1
 
 
