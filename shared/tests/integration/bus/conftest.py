@@ -2,17 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from cascade.shared.db import create_database
+from cascade.shared.infra.postgres import EmbeddedPostgres
 from cascade.shared.messaging.admin import ensure_topics, new_topic
 from cascade.shared.messaging.topology import dead_letter_topic, topic
 from cascade.shared.testing.bus import create_bus_schema
 from cascade.shared.testing.harness import Worker
 from cascade.shared.testing.kafka import create_topics, unique_name
+
+
+@pytest.fixture
+async def private_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
+    """A private PostgreSQL (that the test kills or freezes) with a bus database on it."""
+    # Not under pytest's 0700 tmp_path: as root the server runs as an unprivileged user.
+    data_dir = Path(tempfile.mkdtemp(prefix="cascade-private-pg-"))
+    server = EmbeddedPostgres(data_dir)
+    server.start(timeout=120)
+    try:
+        await create_database(server.url("postgres"), "bus")
+        await create_bus_schema(server.url("bus"))
+        yield server, server.url("bus")
+    finally:
+        server.kill9()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture

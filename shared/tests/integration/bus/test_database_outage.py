@@ -19,12 +19,9 @@ kill may have committed or not, and a consumer retrying it would fetch nothing n
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -33,12 +30,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
-from cascade.shared.db import create_database
 from cascade.shared.infra.postgres import EmbeddedPostgres
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging.admin import admin_client
 from cascade.shared.messaging.envelope import decode
-from cascade.shared.testing.bus import create_bus_schema, make_steps
+from cascade.shared.testing.bus import make_steps
 from cascade.shared.testing.harness import (
     Worker,
     history,
@@ -55,22 +51,6 @@ N_EVENTS = 1000
 EXTRA_DURING_OUTAGE = 100
 OUTAGE_S = 10.0  # the deliberate database outage, measured
 Offsets = dict[TopicPartition, int]
-
-
-@pytest.fixture
-async def private_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
-    """A private PostgreSQL (that the test kills) with a bus database on it."""
-    # Not under pytest's 0700 tmp_path: as root the server runs as an unprivileged user.
-    data_dir = Path(tempfile.mkdtemp(prefix="cascade-r14-pg-"))
-    server = EmbeddedPostgres(data_dir)
-    server.start(timeout=120)
-    try:
-        await create_database(server.url("postgres"), "bus")
-        await create_bus_schema(server.url("bus"))
-        yield server, server.url("bus")
-    finally:
-        server.kill9()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _count(database_url: str, sql: str) -> int:

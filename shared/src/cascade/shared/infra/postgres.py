@@ -14,6 +14,8 @@ import stat
 import subprocess
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,30 @@ class EmbeddedPostgres(LocalServer):
             timeout,
             f"PostgreSQL processes {[v.pid for v in victims]} to die",
         )
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """Freezes the postmaster and every backend (SIGSTOP) while the block runs, then
+        lets them go on (SIGCONT).
+
+        As with a hung host or a network partition, connections stay open and the kernel
+        still takes requests, but nothing is answered: statements neither finish nor fail.
+        """
+        pid = self.pid
+        if pid is None:
+            raise PostgresSetupError("PostgreSQL is not running")
+        postmaster = psutil.Process(pid)
+        postmaster.suspend()  # first: it forks no new backend while the others are listed
+        frozen = [postmaster, *postmaster.children(recursive=True)]
+        for process in frozen[1:]:
+            with suppress(psutil.NoSuchProcess):
+                process.suspend()
+        try:
+            yield
+        finally:
+            for process in reversed(frozen):
+                with suppress(psutil.NoSuchProcess):
+                    process.resume()
 
     def restart(self, timeout: float = 30.0) -> None:
         """Start the server again on the same data directory and port."""

@@ -13,6 +13,7 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
 
 from cascade.shared.logging import get_logger
+from cascade.shared.messaging.backoff import wait_or_stop
 from cascade.shared.messaging.dead_letters import DeadLetter
 from cascade.shared.messaging.envelope import DecodeError, decode
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
@@ -92,6 +93,16 @@ class FetchedBatch:
             log.info("consumer.batch_abandoned", records=len(self.records))
         return not self.abandoned
 
+    async def wait_in_group(self, seconds: float, stop: asyncio.Event) -> bool:
+        """Waits `seconds`, or less if stopping, polling as `still_ours` does; returns
+        whether the batch is still this consumer's to apply."""
+        until = time.monotonic() + seconds
+        while not stop.is_set() and (left := until - time.monotonic()) > 0:
+            await wait_or_stop(stop, min(left, _POLL_EVERY_S))
+            if not await self.still_ours():
+                return False
+        return await self.still_ours()
+
 
 async def stay_in_group(consumer: AIOKafkaConsumer) -> None:
     """Polls without taking a record, so that the group still counts the consumer as alive.
@@ -137,6 +148,21 @@ def _dead_letter(record: Record, error: DecodeError) -> DeadLetter:
         attempts=1,
         event_type=envelope.type if envelope else "",
         event_id=envelope.id if envelope else "",
+    )
+
+
+def handler_failed_letter(
+    record: Record, event: DecodedEvent, error: Exception, attempts: int
+) -> DeadLetter:
+    """Returns the dead letter of an event its handler failed on, `attempts` times."""
+    return DeadLetter(
+        record=record,
+        reason="handler_failed",
+        error_class=fqcn(error),
+        message=str(error),
+        attempts=attempts,
+        event_type=event.envelope.type,
+        event_id=event.envelope.id,
     )
 
 

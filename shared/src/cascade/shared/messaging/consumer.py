@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cascade.shared.logging import bind_context, get_logger
 from cascade.shared.messaging import inbox
+from cascade.shared.messaging.availability import PROBE_TIMEOUT_S, events_to_blame
 from cascade.shared.messaging.backoff import Backoff
 from cascade.shared.messaging.batch import (
     ApplicationOrder,
@@ -31,10 +32,10 @@ from cascade.shared.messaging.batch import (
     checked_order,
     decode_batch,
     fqcn,
+    handler_failed_letter,
     position,
 )
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
-from cascade.shared.messaging.errors import is_transient
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
 from cascade.shared.messaging.offsets import AppliedOffsets, commit_offsets, record_lag
@@ -124,7 +125,8 @@ class EventConsumer:
         cfg = self._config
         consumer, producer = self._consumer_factory(), self._producer_factory()
         verify_producer(producer, embedded_broker=cfg.embedded_broker)
-        verify_consumer(consumer, max_batch_seconds=cfg.batch_timeout_s)
+        # An attempt, then the database probe, may pass between two polls.
+        verify_consumer(consumer, max_batch_seconds=cfg.batch_timeout_s + PROBE_TIMEOUT_S)
         applied = AppliedOffsets(cfg.commit_interval_s)
         listener = FinishBatchOnRevoke(
             self._lock,
@@ -177,28 +179,25 @@ class EventConsumer:
     async def _apply_until_done(
         self, batch: FetchedBatch, dead_letters: DeadLetterPublisher, stop: asyncio.Event
     ) -> bool:
-        """Applies a batch, retrying transient failures for as long as it takes."""
+        """Applies a batch, retrying while the database or the broker is unavailable, for
+        as long as it takes; False when stopping first."""
         backoff = Backoff()
         while not stop.is_set():
             try:
                 async with asyncio.timeout(self._config.batch_timeout_s) as deadline:
                     await self._apply(batch, dead_letters)
                 return True
-            except TimeoutError:
-                if deadline.expired():
-                    # Too slow as a whole: find the event that is, one at a time (matrix R6).
-                    log.warning("consumer.batch_timed_out", records=len(batch.records))
-                    return await self._apply_one_by_one(batch, dead_letters, stop)
-                # A timeout of its own (a connection attempt): transient, retried in place.
-                log.warning("consumer.transient_failure", error_class="TimeoutError")
             except DeadLetterFailedError as error:
                 # Never skip a bad record that could not be parked: stall and retry loudly.
                 log.error("consumer.dead_letter_failed", error_class=error.cause)
             except Exception as error:
-                if not is_transient(error):
+                if await events_to_blame(error, deadline, self._sessions):
+                    if isinstance(error, TimeoutError):
+                        log.warning("consumer.batch_timed_out", records=len(batch.records))
+                    # Find the event at fault, one at a time (matrix R6).
                     return await self._apply_one_by_one(batch, dead_letters, stop)
-                log.warning("consumer.transient_failure", error_class=type(error).__name__)
-            await backoff.wait(stop)
+            if not await batch.wait_in_group(backoff.next_delay(), stop):
+                return not stop.is_set()  # abandoned after a rebalance: done with it
         return False
 
     async def _apply(self, batch: FetchedBatch, dead_letters: DeadLetterPublisher) -> None:
@@ -283,7 +282,8 @@ class EventConsumer:
     ) -> bool:
         backoff = Backoff()
         bind_context(event_id=event.envelope.id, correlation_id=event.envelope.correlationid)
-        for attempt in range(1, self._config.max_attempts + 1):
+        attempt = 0
+        while attempt < self._config.max_attempts:
             if not await batch.still_ours():
                 return True
             try:
@@ -292,17 +292,16 @@ class EventConsumer:
                     await self._dead_letter(batch, refused, dead_letters)
                 return True
             except Exception as error:
-                timed_out = isinstance(error, TimeoutError) and deadline.expired()
-                if is_transient(error) and not timed_out:
-                    raise  # not the event's fault: the consumer restarts and retries
-                if attempt == self._config.max_attempts:
-                    if await batch.still_ours():  # else its next holder decides
-                        await self._park(batch, record, event, error, attempt, dead_letters)
-                    return True
-                log.warning("consumer.handler_failed", attempt=attempt, error=fqcn(error))
-                await backoff.wait(stop)
-                if stop.is_set():
-                    return False  # stopping is no reason to give up on the event
+                if await events_to_blame(error, deadline, self._sessions):
+                    attempt += 1  # only the event's own failures count towards parking it
+                    if attempt == self._config.max_attempts:
+                        if await batch.still_ours():  # else its next holder decides
+                            await self._park(batch, record, event, error, attempt, dead_letters)
+                        return True
+                    log.warning("consumer.handler_failed", attempt=attempt, error=fqcn(error))
+            await batch.wait_in_group(backoff.next_delay(), stop)
+            if stop.is_set():
+                return False  # stopping is no reason to give up on the event
         return True
 
     async def _park(
@@ -314,15 +313,7 @@ class EventConsumer:
         attempts: int,
         dead_letters: DeadLetterPublisher,
     ) -> None:
-        letter = DeadLetter(
-            record=record,
-            reason="handler_failed",
-            error_class=fqcn(error),
-            message=str(error),
-            attempts=attempts,
-            event_type=event.envelope.type,
-            event_id=event.envelope.id,
-        )
+        letter = handler_failed_letter(record, event, error, attempts)
         async with self._lock:
             await self._dead_letter(batch, [letter], dead_letters)
 
