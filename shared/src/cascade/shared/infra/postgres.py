@@ -217,15 +217,19 @@ class EmbeddedPostgres(LocalServer):
         if pid is None:
             raise PostgresSetupError("PostgreSQL is not running")
         postmaster = psutil.Process(pid)
-        postmaster.suspend()  # first: it forks no new backend while the others are listed
-        frozen = [postmaster, *postmaster.children(recursive=True)]
-        for process in frozen[1:]:
-            with suppress(psutil.NoSuchProcess):
-                process.suspend()
+        stopped = [postmaster]
         try:
+            postmaster.suspend()  # first, and stopped before listing: it forks no more
+            wait_until(
+                lambda: postmaster.status() == psutil.STATUS_STOPPED, 10, "the postmaster to stop"
+            )
+            for child in postmaster.children(recursive=True):
+                with suppress(psutil.NoSuchProcess):
+                    child.suspend()
+                    stopped.append(child)
             yield
         finally:
-            for process in reversed(frozen):
+            for process in reversed(stopped):
                 with suppress(psutil.NoSuchProcess):
                     process.resume()
 

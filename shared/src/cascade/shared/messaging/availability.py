@@ -1,9 +1,11 @@
 """Telling a database that does not answer from an event that is slow (matrix R6, R14).
 
 An attempt cut by the batch timeout looks the same either way. A hung database host, a
-storage stall or a network partition leaves connections open and statements neither
-finishing nor failing: blaming the events then would dead-letter good ones, one after
-another, for as long as the database is away.
+stalled WAL disk or an unreachable synchronous standby, or a network partition leaves
+connections open and statements or commits neither finishing nor failing: blaming the
+events then would dead-letter good ones, one after another, for as long as that lasts.
+Not told apart: a database that commits but where the events wait on locks (a stuck
+session, a migration); their attempts count, as a slow handler's do.
 """
 
 from __future__ import annotations
@@ -18,18 +20,26 @@ from cascade.shared.messaging.errors import is_transient
 
 log = get_logger(__name__)
 
-# Short, as it adds to the longest time between two polls (the start-up guard counts it),
-# and long enough for a loaded but working database to run the probe's one statement.
+# Long enough for a loaded but working database to commit the probe's transaction.
 PROBE_TIMEOUT_S = 2.0
+# The longest that may pass between two polls beyond the batch timeout, which the start-up
+# guard adds to it: closing a connection cut mid-statement (asyncpg waits up to 2 s for
+# its cancel request to reach the server), then up to a second until the next poll, which
+# also bounds the gap around a probe.
+BEYOND_BATCH_TIMEOUT_S = 4.0
 
 
 async def database_answers(
     sessions: async_sessionmaker[AsyncSession], timeout_s: float = PROBE_TIMEOUT_S
 ) -> bool:
-    """Returns whether the database runs a trivial statement within `timeout_s`."""
+    """Returns whether the database commits a trivial transaction within `timeout_s`.
+
+    The transaction takes a transaction id, so its commit is flushed to the WAL (and
+    waits for a synchronous standby) as the events' would be.
+    """
     try:
-        async with asyncio.timeout(timeout_s), sessions() as session:
-            await session.execute(text("SELECT 1"))
+        async with asyncio.timeout(timeout_s), sessions() as session, session.begin():
+            await session.execute(text("SELECT pg_current_xact_id()"))
     except Exception as error:
         if is_transient(error):  # a timeout, a refused or broken connection
             return False
@@ -44,9 +54,10 @@ async def events_to_blame(
     from the database or the broker being unavailable, which is logged here: the caller
     retries that without counting it against any event.
 
-    `deadline` is the batch timeout the attempt ran under.
+    `deadline` is the batch timeout the attempt ran under: once it has expired, whatever
+    the error its cut surfaced as, the database is probed.
     """
-    if isinstance(error, TimeoutError) and deadline.expired():
+    if deadline.expired():
         if await database_answers(sessions):
             return True  # too slow while the database answers: the events' own doing
         log.warning("consumer.database_not_answering")

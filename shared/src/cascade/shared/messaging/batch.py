@@ -14,13 +14,15 @@ from prometheus_client import Counter
 
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.backoff import wait_or_stop
-from cascade.shared.messaging.dead_letters import DeadLetter
+from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
 from cascade.shared.messaging.envelope import DecodeError, decode
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
 
 log = get_logger(__name__)
 
-_POLL_EVERY_S = 1.0  # while applying one event at a time: well inside any poll interval
+# While a batch is applied one event at a time or waits to be retried: well inside any
+# poll interval.
+_POLL_EVERY_S = 1.0
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
@@ -67,13 +69,15 @@ class FetchedBatch:
     abandoned: bool = False
     _rebalances: int = field(init=False)
     _polled_at: float = field(init=False, default_factory=time.monotonic)
+    _paused: frozenset[Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._rebalances = self.membership.rebalances
 
     async def still_ours(self) -> bool:
-        """Keeps the consumer in its group while the batch is applied one event at a time,
-        and says whether the batch is still this consumer's to apply (matrix R6).
+        """Keeps the consumer in its group while the batch is applied one event at a time
+        or waits to be retried, and says whether the batch is still this consumer's to
+        apply (matrix R6, R14).
 
         The batch timeout keeps each attempt under max_poll_interval_ms, but a batch's
         events and attempts add up, and aiokafka leaves the group once that long has passed
@@ -86,6 +90,7 @@ class FetchedBatch:
         could commit past events skipped while another member held them.
         """
         if time.monotonic() - self._polled_at >= _POLL_EVERY_S:
+            self._stop_fetching()
             await stay_in_group(self.consumer)
             self._polled_at = time.monotonic()
         if self.membership.rebalances != self._rebalances and not self.abandoned:
@@ -93,30 +98,62 @@ class FetchedBatch:
             log.info("consumer.batch_abandoned", records=len(self.records))
         return not self.abandoned
 
+    def _stop_fetching(self) -> None:
+        # Paused until the batch is done, not only for each poll: resumed, a partition
+        # fetches again what the pause dropped (up to max_partition_fetch_bytes), only for
+        # the next poll to drop it, every second of a long fallback or outage.
+        if self._paused is None:
+            self._paused = frozenset(self.consumer.assignment())
+            self.consumer.pause(*self._paused)
+
+    def done(self) -> None:
+        """Lets the partitions paused for the batch's polls fetch again."""
+        if self._paused is not None:
+            self.consumer.resume(*(self._paused & self.consumer.assignment()))
+            self._paused = None
+
+    async def dead_letter(
+        self, letters: list[DeadLetter], publisher: DeadLetterPublisher, counted: Counter
+    ) -> None:
+        """Publishes the batch's dead letters not published yet: a retry of the batch must
+        not dead-letter the same record twice."""
+        todo = [letter for letter in letters if position(letter.record) not in self.dead_lettered]
+        if not todo:
+            return
+        try:
+            await publisher.publish(todo)
+        except Exception as error:
+            raise DeadLetterFailedError(type(error).__name__) from error
+        for letter in todo:
+            self.dead_lettered.add(position(letter.record))
+            counted.labels(letter.event_type or "unknown", letter.reason).inc()
+            log.warning("consumer.dead_lettered", reason=letter.reason, offset=letter.record.offset)
+
     async def wait_in_group(self, seconds: float, stop: asyncio.Event) -> bool:
         """Waits `seconds`, or less if stopping, polling as `still_ours` does; returns
         whether the batch is still this consumer's to apply."""
         until = time.monotonic() + seconds
-        while not stop.is_set() and (left := until - time.monotonic()) > 0:
+        while await self.still_ours() and not stop.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                return True
             await wait_or_stop(stop, min(left, _POLL_EVERY_S))
-            if not await self.still_ours():
-                return False
-        return await self.still_ours()
+        return not self.abandoned
 
 
 async def stay_in_group(consumer: AIOKafkaConsumer) -> None:
     """Polls without taking a record, so that the group still counts the consumer as alive.
 
     Every partition is paused for the poll, so it hands out nothing (it drops what it had
-    prefetched, which is fetched again); should a rebalance during it assign partitions,
-    whatever it returns for them is put back.
+    prefetched, which is fetched again), and those paused before stay paused; should a
+    rebalance during it assign partitions, whatever it returns for them is put back.
     """
-    held = consumer.assignment()
+    held, paused_before = consumer.assignment(), consumer.paused()
     consumer.pause(*held)
     try:
         fetched = await consumer.getmany(timeout_ms=0)
     finally:
-        consumer.resume(*(held & consumer.assignment()))
+        consumer.resume(*((held - paused_before) & consumer.assignment()))
     for tp, records in fetched.items():
         if records:
             consumer.seek(tp, records[0].offset)

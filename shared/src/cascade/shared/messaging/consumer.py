@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cascade.shared.logging import bind_context, get_logger
 from cascade.shared.messaging import inbox
-from cascade.shared.messaging.availability import PROBE_TIMEOUT_S, events_to_blame
+from cascade.shared.messaging.availability import BEYOND_BATCH_TIMEOUT_S, events_to_blame
 from cascade.shared.messaging.backoff import Backoff
 from cascade.shared.messaging.batch import (
     ApplicationOrder,
@@ -125,8 +125,8 @@ class EventConsumer:
         cfg = self._config
         consumer, producer = self._consumer_factory(), self._producer_factory()
         verify_producer(producer, embedded_broker=cfg.embedded_broker)
-        # An attempt, then the database probe, may pass between two polls.
-        verify_consumer(consumer, max_batch_seconds=cfg.batch_timeout_s + PROBE_TIMEOUT_S)
+        longest_without_poll = cfg.batch_timeout_s + BEYOND_BATCH_TIMEOUT_S
+        verify_consumer(consumer, max_batch_seconds=longest_without_poll)
         applied = AppliedOffsets(cfg.commit_interval_s)
         listener = FinishBatchOnRevoke(
             self._lock,
@@ -165,8 +165,11 @@ class EventConsumer:
                 await commit_offsets(consumer, fetched)
             records = [r for tp in sorted(fetched) for r in fetched[tp]]
             batch = FetchedBatch(records, consumer, membership)
-            if not await self._apply_until_done(batch, dead_letters, stop):
-                return  # stopping: leave the offsets, the batch will be redelivered
+            try:
+                if not await self._apply_until_done(batch, dead_letters, stop):
+                    return  # stopping: leave the offsets, the batch will be redelivered
+            finally:
+                batch.done()
             if batch.abandoned:
                 continue  # a rebalance: its partitions start again from committed offsets
             crash_point("after_db_commit_before_offset_commit")
@@ -191,8 +194,10 @@ class EventConsumer:
                 # Never skip a bad record that could not be parked: stall and retry loudly.
                 log.error("consumer.dead_letter_failed", error_class=error.cause)
             except Exception as error:
+                if not await batch.still_ours():  # polled: the attempt may have run long
+                    return True  # abandoned after a rebalance: done with it
                 if await events_to_blame(error, deadline, self._sessions):
-                    if isinstance(error, TimeoutError):
+                    if deadline.expired():
                         log.warning("consumer.batch_timed_out", records=len(batch.records))
                     # Find the event at fault, one at a time (matrix R6).
                     return await self._apply_one_by_one(batch, dead_letters, stop)
@@ -203,54 +208,48 @@ class EventConsumer:
     async def _apply(self, batch: FetchedBatch, dead_letters: DeadLetterPublisher) -> None:
         async with self._lock:
             started = time.perf_counter()
-            events, bad = self._decode(batch.records)
-            await self._dead_letter(batch, bad, dead_letters)
+            events, bad = decode_batch(batch.records, self._registry)
+            await batch.dead_letter(bad, dead_letters, self._metrics.dead_lettered)
             refused = await self._transaction(events)
-            await self._dead_letter(batch, refused, dead_letters)
+            await batch.dead_letter(refused, dead_letters, self._metrics.dead_lettered)
             self._metrics.handler_seconds.observe(time.perf_counter() - started)
 
     async def _transaction(self, events: Sequence[DecodedEvent]) -> list[DeadLetter]:
         """Applies the events in one transaction; returns dead letters for those refused."""
         async with self._sessions() as session, session.begin():
-            fresh = (
-                await inbox.fresh_events(
-                    session,
-                    self._inbox,
-                    self._config.group_id,
-                    events,
-                    self._metrics.duplicates,
-                    inbox.longest_keep_s(events, self._config.inbox_keep_s),
-                )
-                if self._config.dedup
-                else events
-            )
-            refused = list(await self._handler(session, fresh) or ())
-            if refused:
-                # Not recorded as processed: a replay of a refused event must be applied.
-                ids = [r.event.envelope.id for r in refused]
-                await inbox.forget(session, self._inbox, self._config.group_id, ids)
-            crash_point("in_handler_before_db_commit")
+            try:
+                fresh, refused = await self._apply_in(session, events)
+                crash_point("in_handler_before_db_commit")
+            except asyncio.CancelledError:
+                # Cut by the batch timeout, perhaps while the database does not answer: a
+                # rollback over this connection could wait as long, so it is dropped.
+                await session.invalidate()
+                raise
         count_by_type(self._metrics.consumed, [event.envelope.type for event in fresh])
         return [dead_letter_of(rejection) for rejection in refused]
 
-    def _decode(self, records: list[Record]) -> tuple[list[DecodedEvent], list[DeadLetter]]:
-        return decode_batch(records, self._registry)
-
-    async def _dead_letter(
-        self, batch: FetchedBatch, letters: list[DeadLetter], publisher: DeadLetterPublisher
-    ) -> None:
-        # A transient retry of the batch must not dead-letter the same record twice.
-        todo = [letter for letter in letters if position(letter.record) not in batch.dead_lettered]
-        if not todo:
-            return
-        try:
-            await publisher.publish(todo)
-        except Exception as error:
-            raise DeadLetterFailedError(type(error).__name__) from error
-        for letter in todo:
-            batch.dead_lettered.add(position(letter.record))
-            self._metrics.dead_lettered.labels(letter.event_type or "unknown", letter.reason).inc()
-            log.warning("consumer.dead_lettered", reason=letter.reason, offset=letter.record.offset)
+    async def _apply_in(
+        self, session: AsyncSession, events: Sequence[DecodedEvent]
+    ) -> tuple[Sequence[DecodedEvent], list[Rejection]]:
+        """Records the events in the inbox and applies the new ones; returns those and the
+        handler's refusals, which are forgotten: a replay of a refused event must apply."""
+        fresh = (
+            await inbox.fresh_events(
+                session,
+                self._inbox,
+                self._config.group_id,
+                events,
+                self._metrics.duplicates,
+                inbox.longest_keep_s(events, self._config.inbox_keep_s),
+            )
+            if self._config.dedup
+            else events
+        )
+        refused = list(await self._handler(session, fresh) or ())
+        if refused:
+            ids = [r.event.envelope.id for r in refused]
+            await inbox.forget(session, self._inbox, self._config.group_id, ids)
+        return fresh, refused
 
     async def _apply_one_by_one(
         self, batch: FetchedBatch, dead_letters: DeadLetterPublisher, stop: asyncio.Event
@@ -260,9 +259,9 @@ class EventConsumer:
         Returns False when stopping before the batch is done (it will be redelivered).
         """
         async with self._lock:
-            events, bad = self._decode(batch.records)
+            events, bad = decode_batch(batch.records, self._registry)
             # Dead-lettered already, unless the batch timed out before they were.
-            await self._dead_letter(batch, bad, dead_letters)
+            await batch.dead_letter(bad, dead_letters, self._metrics.dead_lettered)
         for event in checked_order(self._config.application_order, events):
             if position(event.record) in batch.dead_lettered:
                 continue
@@ -280,7 +279,7 @@ class EventConsumer:
         dead_letters: DeadLetterPublisher,
         stop: asyncio.Event,
     ) -> bool:
-        backoff = Backoff()
+        backoff, counted = Backoff(), self._metrics.dead_lettered
         bind_context(event_id=event.envelope.id, correlation_id=event.envelope.correlationid)
         attempt = 0
         while attempt < self._config.max_attempts:
@@ -289,33 +288,26 @@ class EventConsumer:
             try:
                 async with asyncio.timeout(self._config.batch_timeout_s) as deadline, self._lock:
                     refused = await self._transaction([event])
-                    await self._dead_letter(batch, refused, dead_letters)
+                    await batch.dead_letter(refused, dead_letters, counted)
                 return True
+            except DeadLetterFailedError as error:  # the broker's doing, not the event's
+                log.error("consumer.dead_letter_failed", error_class=error.cause)
             except Exception as error:
+                if not await batch.still_ours():  # polled: the attempt may have run long
+                    return True
                 if await events_to_blame(error, deadline, self._sessions):
                     attempt += 1  # only the event's own failures count towards parking it
                     if attempt == self._config.max_attempts:
                         if await batch.still_ours():  # else its next holder decides
-                            await self._park(batch, record, event, error, attempt, dead_letters)
+                            letter = handler_failed_letter(record, event, error, attempt)
+                            async with self._lock:
+                                await batch.dead_letter([letter], dead_letters, counted)
                         return True
                     log.warning("consumer.handler_failed", attempt=attempt, error=fqcn(error))
             await batch.wait_in_group(backoff.next_delay(), stop)
             if stop.is_set():
                 return False  # stopping is no reason to give up on the event
         return True
-
-    async def _park(
-        self,
-        batch: FetchedBatch,
-        record: Record,
-        event: DecodedEvent,
-        error: Exception,
-        attempts: int,
-        dead_letters: DeadLetterPublisher,
-    ) -> None:
-        letter = handler_failed_letter(record, event, error, attempts)
-        async with self._lock:
-            await self._dead_letter(batch, [letter], dead_letters)
 
 
 __all__ = ["BatchHandler", "ConsumerConfig", "EventConsumer"]

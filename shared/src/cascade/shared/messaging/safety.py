@@ -61,8 +61,9 @@ def consumer_violations(
 ) -> list[str]:
     """Returns every unsafe setting of `consumer`; empty when it is safe.
 
-    `max_batch_seconds` is the longest a fetched batch may take to apply (matrix R6):
-    the poll interval must exceed it, or the group evicts a consumer that is working.
+    `max_batch_seconds` is the longest the consumer may go without polling while it
+    applies a fetched batch (matrix R6, R14): the poll interval must exceed it, or the
+    group evicts a consumer that is working.
     `transactional_producers` says whether any producer of the consumed topics writes
     in transactions: then only `read_committed` hides aborted records.
     """
