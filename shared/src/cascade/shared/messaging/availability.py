@@ -23,9 +23,10 @@ log = get_logger(__name__)
 # Long enough for a loaded but working database to commit the probe's transaction.
 PROBE_TIMEOUT_S = 2.0
 # The longest that may pass between two polls beyond the batch timeout, which the start-up
-# guard adds to it: closing a connection cut mid-statement (asyncpg waits up to 2 s for
-# its cancel request to reach the server), then up to a second until the next poll, which
-# also bounds the gap around a probe.
+# guard adds to it: up to a second from the last poll to an attempt, then, once the
+# attempt is cut, closing its connection (asyncpg waits up to 2 s for its cancel request to
+# reach the server) before the poll that follows at once. A probe, between two polls,
+# takes at most its own timeout plus that close.
 BEYOND_BATCH_TIMEOUT_S = 4.0
 
 

@@ -44,7 +44,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Returns the next delay and counts the attempt."""
-        ceiling = min(self._max, self._initial * 2**self.attempts)
+        # The exponent is capped: 2.0**1024 overflows, after an hour of fast failures.
+        ceiling = min(self._max, self._initial * 2 ** min(self.attempts, 32))
         self.attempts += 1
         # Jitter spreads replicas' retries so they do not hit a recovering database at once.
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - not for security

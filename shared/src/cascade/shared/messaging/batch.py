@@ -102,8 +102,8 @@ class FetchedBatch:
         # Paused until the batch is done, not only for each poll: resumed, a partition
         # fetches again what the pause dropped (up to max_partition_fetch_bytes), only for
         # the next poll to drop it, every second of a long fallback or outage.
-        if self._paused is None:
-            self._paused = frozenset(self.consumer.assignment())
+        if self._paused is None:  # those paused by someone else are theirs to resume
+            self._paused = frozenset(self.consumer.assignment() - self.consumer.paused())
             self.consumer.pause(*self._paused)
 
     def done(self) -> None:

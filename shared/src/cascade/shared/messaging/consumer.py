@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import Table
@@ -23,18 +22,17 @@ from cascade.shared.messaging import inbox
 from cascade.shared.messaging.availability import BEYOND_BATCH_TIMEOUT_S, events_to_blame
 from cascade.shared.messaging.backoff import Backoff
 from cascade.shared.messaging.batch import (
-    ApplicationOrder,
     DeadLetterFailedError,
     FetchedBatch,
     FinishBatchOnRevoke,
     Record,
-    batch_order,
     checked_order,
     decode_batch,
     fqcn,
     handler_failed_letter,
     position,
 )
+from cascade.shared.messaging.consumer_config import ConsumerConfig
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
@@ -49,33 +47,6 @@ log = get_logger(__name__)
 BatchHandler = Callable[
     [AsyncSession, Sequence[DecodedEvent]], Awaitable[Sequence[Rejection] | None]
 ]
-
-
-@dataclass(frozen=True)
-class ConsumerConfig:
-    group_id: str
-    topics: tuple[str, ...]
-    dead_letter_topic: str
-    max_records: int = 500
-    max_attempts: int = 5
-    # Applied offsets go to Kafka at most this often (and on revocation and stop): fewer
-    # coordinator writes, at the price of a longer redelivery after a crash.
-    commit_interval_s: float = 1.0
-    # A batch that takes longer is abandoned and retried: it must stay well inside the
-    # consumer's max_poll_interval_ms, which the boot-time guard checks (matrix R6, R20).
-    batch_timeout_s: float = 60.0
-    embedded_broker: bool = False
-    service_version: str = "0.1.0"
-    # How the handler orders a batch (accounts: account events before the day's close).
-    # The one-at-a-time fallback applies the events in this order too, so that an event
-    # refused in a batch does not change the order in which the others take effect.
-    application_order: ApplicationOrder = batch_order
-    # Seconds the inbox remembers an event id, per topic; a topic not listed is remembered
-    # for tables.INBOX_KEEP_UNLISTED_S. A service's lifespan fills it from the topology.
-    inbox_keep_s: Mapping[str, int] = field(default_factory=dict)
-    # Switched off only by the negative-control tests, to prove the tests see the bug.
-    dedup: bool = True
-    offsets_after_db: bool = True
 
 
 class EventConsumer:
@@ -221,8 +192,9 @@ class EventConsumer:
                 fresh, refused = await self._apply_in(session, events)
                 crash_point("in_handler_before_db_commit")
             except asyncio.CancelledError:
-                # Cut by the batch timeout, perhaps while the database does not answer: a
-                # rollback over this connection could wait as long, so it is dropped.
+                # Cut by the batch timeout (or a stop), perhaps while the database does not
+                # answer: a rollback over this connection could wait as long; dropped, the
+                # server rolls the transaction back itself.
                 await session.invalidate()
                 raise
         count_by_type(self._metrics.consumed, [event.envelope.type for event in fresh])
@@ -258,10 +230,10 @@ class EventConsumer:
 
         Returns False when stopping before the batch is done (it will be redelivered).
         """
-        async with self._lock:
-            events, bad = decode_batch(batch.records, self._registry)
-            # Dead-lettered already, unless the batch timed out before they were.
-            await batch.dead_letter(bad, dead_letters, self._metrics.dead_lettered)
+        events, bad = decode_batch(batch.records, self._registry)
+        # Dead-lettered already, unless the batch timed out before they were.
+        if not await self._park(batch, bad, dead_letters, stop):
+            return False
         for event in checked_order(self._config.application_order, events):
             if position(event.record) in batch.dead_lettered:
                 continue
@@ -279,7 +251,7 @@ class EventConsumer:
         dead_letters: DeadLetterPublisher,
         stop: asyncio.Event,
     ) -> bool:
-        backoff, counted = Backoff(), self._metrics.dead_lettered
+        backoff = Backoff()
         bind_context(event_id=event.envelope.id, correlation_id=event.envelope.correlationid)
         attempt = 0
         while attempt < self._config.max_attempts:
@@ -288,7 +260,7 @@ class EventConsumer:
             try:
                 async with asyncio.timeout(self._config.batch_timeout_s) as deadline, self._lock:
                     refused = await self._transaction([event])
-                    await batch.dead_letter(refused, dead_letters, counted)
+                    await batch.dead_letter(refused, dead_letters, self._metrics.dead_lettered)
                 return True
             except DeadLetterFailedError as error:  # the broker's doing, not the event's
                 log.error("consumer.dead_letter_failed", error_class=error.cause)
@@ -298,15 +270,34 @@ class EventConsumer:
                 if await events_to_blame(error, deadline, self._sessions):
                     attempt += 1  # only the event's own failures count towards parking it
                     if attempt == self._config.max_attempts:
-                        if await batch.still_ours():  # else its next holder decides
-                            letter = handler_failed_letter(record, event, error, attempt)
-                            async with self._lock:
-                                await batch.dead_letter([letter], dead_letters, counted)
-                        return True
+                        letter = handler_failed_letter(record, event, error, attempt)
+                        return await self._park(batch, [letter], dead_letters, stop)
                     log.warning("consumer.handler_failed", attempt=attempt, error=fqcn(error))
             await batch.wait_in_group(backoff.next_delay(), stop)
             if stop.is_set():
                 return False  # stopping is no reason to give up on the event
+        return True
+
+    async def _park(
+        self,
+        batch: FetchedBatch,
+        letters: list[DeadLetter],
+        dead_letters: DeadLetterPublisher,
+        stop: asyncio.Event,
+    ) -> bool:
+        """Dead-letters `letters`, for as long as the broker refuses them, unless the batch
+        is no longer this consumer's (its next holder decides); False when stopping first."""
+        backoff = Backoff()
+        while await batch.still_ours():
+            try:
+                async with self._lock:
+                    await batch.dead_letter(letters, dead_letters, self._metrics.dead_lettered)
+                return True
+            except DeadLetterFailedError as error:  # never skip a record it could not park
+                log.error("consumer.dead_letter_failed", error_class=error.cause)
+            await batch.wait_in_group(backoff.next_delay(), stop)
+            if stop.is_set():
+                return False
         return True
 
 
