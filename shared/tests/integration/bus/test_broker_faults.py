@@ -28,16 +28,19 @@ import time
 from collections.abc import Awaitable, Callable
 
 import pytest
-from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from cascade.shared.infra.kafka import ApacheKafkaBroker
 from cascade.shared.infra.processes import wait_until_async
-from cascade.shared.messaging.outbox import add_to_outbox
-from cascade.shared.testing.bus import OUTBOX, make_steps, read_effects
 from cascade.shared.testing.fixtures import KafkaBrokerFactory
-from cascade.shared.testing.harness import Worker, history, wait_all_applied, wait_lag_zero
-from cascade.shared.testing.history import Produced
+from cascade.shared.testing.harness import (
+    Worker,
+    history,
+    wait_all_applied,
+    wait_effects_at_least,
+    wait_lag_zero,
+)
 from cascade.shared.testing.kafka import create_topics, end_offsets, record_count, unique_name
+from cascade.shared.testing.load import BusinessLoad
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,42 +52,8 @@ WAIT_S = 120.0  # how long a wait may run before the test gives up (figures are 
 RELAY_REQUEST_TIMEOUT_MS = 10_000  # a third of the freeze: its requests time out inside it
 
 
-class BusinessLoad:
-    """Commits business operations (an event each, through the outbox), at most
-    RATE_PER_SECOND."""
-
-    def __init__(self, database_url: str, topic: str) -> None:
-        self.committed: list[Produced] = []
-        self._engine = create_async_engine(database_url, pool_size=2)
-        self._topic = topic
-        self._stop = asyncio.Event()
-
-    async def run(self) -> None:
-        sessions = async_sessionmaker(self._engine)
-        try:
-            while not self._stop.is_set():
-                steps = make_steps(RATE_PER_SECOND // 4, 30, start=len(self.committed))
-                for event in steps:
-                    async with sessions() as session, session.begin():
-                        await add_to_outbox(session, OUTBOX, [(self._topic, event)])
-                    self.committed.append(Produced(event.id, event.subject, event.data["seq"]))
-                await asyncio.sleep(0.25)  # pacing the load generator, not synchronisation
-        finally:
-            await self._engine.dispose()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-
 async def _wait_for(what: str, condition: Callable[[], Awaitable[bool]]) -> None:
     await wait_until_async(condition, WAIT_S, what, interval=0.5)
-
-
-async def _effects_at_least(database_url: str, count: int) -> None:
-    async def reached() -> bool:
-        return len(await read_effects(database_url)) >= count
-
-    await _wait_for(f"{count} effects", reached)
 
 
 async def _healed_within(
@@ -149,10 +118,12 @@ async def test_a_frozen_then_restarted_broker_loses_and_doubles_nothing(
 ) -> None:
     broker = kafka_broker_factory()
     processes, topic, group = await _start_bus(workers, bus_database, broker)
-    load = BusinessLoad(bus_database, topic)
+    load = BusinessLoad(bus_database, topic, per_second=RATE_PER_SECOND)
     loading = asyncio.create_task(load.run())
     try:
-        await _effects_at_least(bus_database, 100)  # the bus is flowing before the fault
+        await wait_effects_at_least(
+            bus_database, 100, WAIT_S
+        )  # the bus is flowing before the fault
         await _freeze(broker)
         after_thaw_s = await _healed_within(bus_database, broker, group, topic, load)
         await _hard_restart(broker)
@@ -185,12 +156,12 @@ async def test_negative_control_without_idempotence_or_inbox_a_freeze_doubles_ef
     broker = kafka_broker_factory()
     without = ("--no-idempotence", "--no-dedup")
     _, topic, group = await _start_bus(workers, bus_database, broker, *without)
-    load = BusinessLoad(bus_database, topic)
+    load = BusinessLoad(bus_database, topic, per_second=RATE_PER_SECOND)
     loading = asyncio.create_task(load.run())
     try:
-        await _effects_at_least(bus_database, 100)
+        await wait_effects_at_least(bus_database, 100, WAIT_S)
         await _freeze(broker)
-        await _effects_at_least(bus_database, len(load.committed))
+        await wait_effects_at_least(bus_database, len(load.committed), WAIT_S)
     finally:
         load.stop()
         await loading

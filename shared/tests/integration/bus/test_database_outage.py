@@ -24,7 +24,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -32,8 +31,6 @@ from sqlalchemy.pool import NullPool
 
 from cascade.shared.infra.postgres import EmbeddedPostgres
 from cascade.shared.infra.processes import wait_until_async
-from cascade.shared.messaging.admin import admin_client
-from cascade.shared.messaging.envelope import decode
 from cascade.shared.testing.bus import make_steps
 from cascade.shared.testing.harness import (
     Worker,
@@ -42,8 +39,8 @@ from cascade.shared.testing.harness import (
     wait_all_applied,
     wait_lag_zero,
 )
-from cascade.shared.testing.history import Produced
-from cascade.shared.testing.kafka import unique_name
+from cascade.shared.testing.history import Produced, offsets_beyond_database
+from cascade.shared.testing.kafka import committed_offsets, event_ids_by_partition, unique_name
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -62,28 +59,6 @@ async def _count(database_url: str, sql: str) -> int:
         await engine.dispose()
 
 
-async def _committed(bootstrap: str, group: str) -> Offsets:
-    """Returns the group's committed offsets, as the broker has them."""
-    async with admin_client(bootstrap) as admin:
-        offsets = await admin.list_consumer_group_offsets(group)
-    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-
-
-async def _positions(bootstrap: str, topic: str, count: int) -> dict[TopicPartition, list[str]]:
-    """Returns each partition's event ids in offset order (read without a group)."""
-    reader = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await reader.start()
-    ids: dict[TopicPartition, list[str]] = {}
-    try:
-        async with asyncio.timeout(120):
-            while sum(map(len, ids.values())) < count:
-                for tp, records in (await reader.getmany(timeout_ms=500)).items():
-                    ids.setdefault(tp, []).extend(decode(r.value).id for r in records)
-    finally:
-        await reader.stop()
-    return ids
-
-
 async def _applied_before(database_url: str, moment: datetime) -> set[str]:
     """Returns the event ids whose inbox row (same transaction as the effect) predates `moment`."""
     engine = create_async_engine(database_url, poolclass=NullPool)
@@ -93,18 +68,6 @@ async def _applied_before(database_url: str, moment: datetime) -> set[str]:
             return set((await connection.scalars(text(sql), {"moment": moment})).all())
     finally:
         await engine.dispose()
-
-
-def _beyond_db(
-    committed: Offsets, positions: dict[TopicPartition, list[str]], in_db: set[str]
-) -> int:
-    """Counts committed offsets whose event the database had not committed."""
-    return sum(
-        1
-        for tp, offset in committed.items()
-        for event_id in positions.get(tp, [])[:offset]
-        if event_id not in in_db
-    )
 
 
 def _consumer(
@@ -141,9 +104,9 @@ async def _outage_mid_stream(
     server.kill9()
     if during is not None:
         await during()
-    at_start = await _committed(bootstrap, group)
+    at_start = await committed_offsets(bootstrap, group)
     await asyncio.sleep(max(OUTAGE_S - 1.0 - (time.monotonic() - began), 0.0))
-    near_end = await _committed(bootstrap, group)
+    near_end = await committed_offsets(bootstrap, group)
     await asyncio.sleep(max(OUTAGE_S - (time.monotonic() - began), 0.0))
     outage_s = time.monotonic() - began
     assert outage_s >= OUTAGE_S
@@ -196,8 +159,10 @@ async def test_consumer_commits_no_offset_while_the_database_is_down_and_recover
     assert (report.lost, report.duplicated, report.phantom) == (0, 0, 0), str(report)
     assert sum(at_start.values()) < N_EVENTS, "the outage began after the stream had ended"
     assert near_end == at_start, "offsets moved while the database was down"
-    positions = await _positions(kafka_bootstrap_servers, bus_topics[0], N_EVENTS)
-    assert _beyond_db(near_end, positions, await _applied_before(db, restarting_at)) == 0
+    positions = await event_ids_by_partition(kafka_bootstrap_servers, bus_topics[0], N_EVENTS)
+    assert (
+        offsets_beyond_database(near_end, positions, await _applied_before(db, restarting_at)) == 0
+    )
     assert recovery_s <= 60
 
 
@@ -226,8 +191,8 @@ async def test_negative_control_committing_offsets_first_runs_ahead_of_the_datab
     worker.stop()
 
     total = N_EVENTS + EXTRA_DURING_OUTAGE
-    positions = await _positions(kafka_bootstrap_servers, bus_topics[0], total)
-    beyond = _beyond_db(near_end, positions, await _applied_before(db, restarting_at))
+    positions = await event_ids_by_partition(kafka_bootstrap_servers, bus_topics[0], total)
+    beyond = offsets_beyond_database(near_end, positions, await _applied_before(db, restarting_at))
     assert beyond > 0, (
         "protection: offsets committed after the DB commit; "
         f"figure: offsets committed beyond the last DB-committed event = {beyond}"

@@ -167,7 +167,7 @@ class EventConsumer:
             except Exception as error:
                 if not await batch.still_ours():  # polled: the attempt may have run long
                     return True  # abandoned after a rebalance: done with it
-                if await events_to_blame(error, deadline, self._sessions):
+                if await self._events_to_blame(error, deadline):
                     if deadline.expired():
                         log.warning("consumer.batch_timed_out", records=len(batch.records))
                     # Find the event at fault, one at a time (matrix R6).
@@ -175,6 +175,11 @@ class EventConsumer:
             if not await batch.wait_in_group(backoff.next_delay(), stop):
                 return not stop.is_set()  # abandoned after a rebalance: done with it
         return False
+
+    async def _events_to_blame(self, error: Exception, deadline: asyncio.Timeout) -> bool:
+        if not self._config.retry_unavailable:  # the negative control of matrix R14's tests
+            return True
+        return await events_to_blame(error, deadline, self._sessions)
 
     async def _apply(self, batch: FetchedBatch, dead_letters: DeadLetterPublisher) -> None:
         async with self._lock:
@@ -267,7 +272,7 @@ class EventConsumer:
             except Exception as error:
                 if not await batch.still_ours():  # polled: the attempt may have run long
                     return True
-                if await events_to_blame(error, deadline, self._sessions):
+                if await self._events_to_blame(error, deadline):
                     attempt += 1  # only the event's own failures count towards parking it
                     if attempt == self._config.max_attempts:
                         letter = handler_failed_letter(record, event, error, attempt)

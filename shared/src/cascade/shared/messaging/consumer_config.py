@@ -35,3 +35,6 @@ class ConsumerConfig:
     # Switched off only by the negative-control tests, to prove the tests see the bug.
     dedup: bool = True
     offsets_after_db: bool = True
+    # False: a failure while the database or the broker is unavailable counts against the
+    # events, as their own would (and parks them after max_attempts).
+    retry_unavailable: bool = True

@@ -39,13 +39,15 @@ def _report(metrics: BusMetrics) -> None:
     )
 
 
-def _handler(worker: str, fail_seq: int | None, metrics: BusMetrics) -> BatchHandler:
+def _handler(worker: str, args: argparse.Namespace, metrics: BusMetrics) -> BatchHandler:
     async def handle(session: AsyncSession, events: Sequence[DecodedEvent]) -> None:
-        if fail_seq is not None and any(
-            getattr(e.payload, "seq", None) == fail_seq for e in events
+        if args.fail_seq is not None and any(
+            getattr(e.payload, "seq", None) == args.fail_seq for e in events
         ):
-            raise PoisonedStep(f"step {fail_seq} is poisoned")
+            raise PoisonedStep(f"step {args.fail_seq} is poisoned")
         await record_effects(session, events, worker)
+        if args.hold_ms:  # a slow business rule: the transaction stays open this long
+            await asyncio.sleep(args.hold_ms / 1000)
         _report(metrics)
 
     return handle
@@ -68,6 +70,7 @@ async def _consume(args: argparse.Namespace, stop: asyncio.Event) -> None:
         dedup=not args.no_dedup,
         embedded_broker=args.no_idempotence,
         offsets_after_db=not args.offsets_first,
+        retry_unavailable=not args.count_unavailable,
     )
     consumer = EventConsumer(
         config,
@@ -84,7 +87,7 @@ async def _consume(args: argparse.Namespace, stop: asyncio.Event) -> None:
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         inbox_table=INBOX,
         registry=step_registry(),
-        handler=_handler(f"worker-{os.getpid()}", args.fail_seq, metrics),
+        handler=_handler(f"worker-{os.getpid()}", args, metrics),
         metrics=metrics,
     )
     try:
@@ -135,6 +138,8 @@ def _parser() -> argparse.ArgumentParser:
     consume.add_argument("--fail-seq", type=int)
     consume.add_argument("--no-dedup", action="store_true")
     consume.add_argument("--offsets-first", action="store_true")
+    consume.add_argument("--count-unavailable", action="store_true")
+    consume.add_argument("--hold-ms", type=int, default=0)
     relay = sub.choices["relay"]
     relay.add_argument("--batch-size", type=int, default=500)
     relay.add_argument("--skip-locked-claim", action="store_true")

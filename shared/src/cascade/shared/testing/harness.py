@@ -118,6 +118,15 @@ async def wait_all_applied(
     await wait_until_async(done, deadline_s, f"{len(expected)} events to be applied")
 
 
+async def wait_effects_at_least(database_url: str, count: int, deadline_s: float = 120.0) -> None:
+    """Waits until at least `count` effects are applied (the bus is flowing)."""
+
+    async def reached() -> bool:
+        return len(await read_effects(database_url)) >= count
+
+    await wait_until_async(reached, deadline_s, f"{count} effects", interval=0.2)
+
+
 async def wait_lag_zero(
     bootstrap: str,
     group: str,

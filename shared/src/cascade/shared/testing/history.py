@@ -7,8 +7,9 @@ lost, duplicated and phantom effects, and per-key order violations.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -71,3 +72,20 @@ def _order_violations(effects: Sequence[tuple[str, str, int]]) -> int:
             violations += 1
         highest[key] = max(highest.get(key, -1), seq)
     return violations
+
+
+def offsets_beyond_database(
+    committed: Mapping[Any, int], positions: Mapping[Any, Sequence[str]], in_db: Collection[str]
+) -> int:
+    """Counts the events below a committed offset that the database had not committed.
+
+    `committed` maps a partition to the group's committed offset, `positions` a partition
+    to its event ids in offset order, and `in_db` holds the ids the database had committed
+    when the offsets were read (or later: an honest consumer commits offsets only after).
+    """
+    return sum(
+        1
+        for partition, offset in committed.items()
+        for event_id in positions.get(partition, [])[:offset]
+        if event_id not in in_db
+    )

@@ -18,6 +18,7 @@ from cascade.shared.messaging.admin import (
     partitions_on_broker,
     topic_partitions,
 )
+from cascade.shared.messaging.envelope import decode
 
 
 def unique_name(prefix: str) -> str:
@@ -139,6 +140,33 @@ async def group_lag(
             done = committed.get(tp)
             lag += max(end - (done.offset if done is not None and done.offset >= 0 else 0), 0)
         return lag
+
+
+async def committed_offsets(bootstrap_servers: str, group_id: str) -> dict[TopicPartition, int]:
+    """Return the group's committed offsets, as the broker has them."""
+    async with admin_client(bootstrap_servers) as admin:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    return {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def event_ids_by_partition(
+    bootstrap_servers: str, topic: str, count: int
+) -> dict[TopicPartition, list[str]]:
+    """Return the event ids of each partition of `topic` in offset order, once `count`
+    records are read (without a group)."""
+    reader = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap_servers, auto_offset_reset="earliest"
+    )
+    await reader.start()
+    ids: dict[TopicPartition, list[str]] = {}
+    try:
+        async with asyncio.timeout(120):
+            while sum(map(len, ids.values())) < count:
+                for tp, records in (await reader.getmany(timeout_ms=500)).items():
+                    ids.setdefault(tp, []).extend(decode(r.value).id for r in records)
+    finally:
+        await reader.stop()
+    return ids
 
 
 @asynccontextmanager
