@@ -156,9 +156,10 @@ async def consumer_in_this_process(
     *,
     metrics: BusMetrics | None = None,
     max_poll_interval_ms: int = 300_000,
+    request_timeout_ms: int = 30_000,
 ) -> AsyncIterator[None]:
     """Runs an EventConsumer of the test bus in this process while the block runs."""
-    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
     engine = create_async_engine(database_url, pool_size=2)
     consumer = EventConsumer(
         config,
