@@ -4,8 +4,8 @@ An attempt cut by the batch timeout looks the same either way. A hung database h
 stalled WAL disk or an unreachable synchronous standby, or a network partition leaves
 connections open and statements or commits neither finishing nor failing: blaming the
 events then would dead-letter good ones, one after another, for as long as that lasts.
-Not told apart: a database that commits but where the events wait on locks (a stuck
-session, a migration); their attempts count, as a slow handler's do.
+A database that commits while the attempt waits on a lock another session holds (a
+migration's, a stuck session's) is told apart by the lock watch (messaging.lock_watch).
 """
 
 from __future__ import annotations
@@ -49,15 +49,23 @@ async def database_answers(
 
 
 async def events_to_blame(
-    error: Exception, deadline: asyncio.Timeout, sessions: async_sessionmaker[AsyncSession]
+    error: Exception,
+    deadline: asyncio.Timeout,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    cut_while_blocked: bool = False,
 ) -> bool:
     """Tells a failed attempt to apply events that is their fault (a bad or a slow event)
     from the database or the broker being unavailable, which is logged here: the caller
     retries that without counting it against any event.
 
     `deadline` is the batch timeout the attempt ran under: once it has expired, whatever
-    the error its cut surfaced as, the database is probed.
+    the error its cut surfaced as, the database is probed, unless the attempt was cut
+    while it waited on a lock another session holds (`cut_while_blocked`).
     """
+    if deadline.expired() and cut_while_blocked:
+        log.warning("consumer.blocked_by_lock")
+        return False
     if deadline.expired():
         if await database_answers(sessions):
             return True  # too slow while the database answers: the events' own doing

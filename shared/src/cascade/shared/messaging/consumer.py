@@ -35,6 +35,7 @@ from cascade.shared.messaging.batch import (
 from cascade.shared.messaging.consumer_config import ConsumerConfig
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
 from cascade.shared.messaging.faults import crash_point
+from cascade.shared.messaging.lock_watch import LockWatch, backend_pid
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
 from cascade.shared.messaging.offsets import AppliedOffsets, commit_offsets, record_lag
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
@@ -73,6 +74,7 @@ class EventConsumer:
         self._handler = handler
         self._metrics = metrics
         self._lock = asyncio.Lock()
+        self._cut_while_blocked = False  # set when the batch timeout cuts such an attempt
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consumes until `stop` is set; reconnects after broker or database outages."""
@@ -159,7 +161,7 @@ class EventConsumer:
         while not stop.is_set():
             try:
                 async with asyncio.timeout(self._config.batch_timeout_s) as deadline:
-                    await self._apply(batch, dead_letters)
+                    await self._apply(batch, dead_letters, deadline)
                 return True
             except DeadLetterFailedError as error:
                 # Never skip a bad record that could not be parked: stall and retry loudly.
@@ -177,31 +179,40 @@ class EventConsumer:
         return False
 
     async def _events_to_blame(self, error: Exception, deadline: asyncio.Timeout) -> bool:
+        blocked, self._cut_while_blocked = self._cut_while_blocked, False  # this cut's only
         if not self._config.retry_unavailable:  # the negative control of matrix R14's tests
             return True
-        return await events_to_blame(error, deadline, self._sessions)
+        return await events_to_blame(error, deadline, self._sessions, cut_while_blocked=blocked)
 
-    async def _apply(self, batch: FetchedBatch, dead_letters: DeadLetterPublisher) -> None:
+    async def _apply(
+        self, batch: FetchedBatch, dead_letters: DeadLetterPublisher, deadline: asyncio.Timeout
+    ) -> None:
         async with self._lock:
             started = time.perf_counter()
             events, bad = decode_batch(batch.records, self._registry)
             await batch.dead_letter(bad, dead_letters, self._metrics.dead_lettered)
-            refused = await self._transaction(events)
+            refused = await self._transaction(events, deadline)
             await batch.dead_letter(refused, dead_letters, self._metrics.dead_lettered)
             self._metrics.handler_seconds.observe(time.perf_counter() - started)
 
-    async def _transaction(self, events: Sequence[DecodedEvent]) -> list[DeadLetter]:
+    async def _transaction(
+        self, events: Sequence[DecodedEvent], deadline: asyncio.Timeout
+    ) -> list[DeadLetter]:
         """Applies the events in one transaction; returns dead letters for those refused."""
         async with self._sessions() as session, session.begin():
+            watch = LockWatch(self._sessions, await backend_pid(session), deadline.when())
             try:
                 fresh, refused = await self._apply_in(session, events)
                 crash_point("in_handler_before_db_commit")
             except asyncio.CancelledError:
+                self._cut_while_blocked = watch.stop()
                 # Cut by the batch timeout (or a stop), perhaps while the database does not
                 # answer: a rollback over this connection could wait as long; dropped, the
                 # server rolls the transaction back itself.
                 await session.invalidate()
                 raise
+            finally:
+                watch.stop()
         count_by_type(self._metrics.consumed, [event.envelope.type for event in fresh])
         return [dead_letter_of(rejection) for rejection in refused]
 
@@ -264,7 +275,7 @@ class EventConsumer:
                 return True
             try:
                 async with asyncio.timeout(self._config.batch_timeout_s) as deadline, self._lock:
-                    refused = await self._transaction([event])
+                    refused = await self._transaction([event], deadline)
                     await batch.dead_letter(refused, dead_letters, self._metrics.dead_lettered)
                 return True
             except DeadLetterFailedError as error:  # the broker's doing, not the event's

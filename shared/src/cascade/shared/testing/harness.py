@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -116,6 +117,26 @@ async def wait_all_applied(
         return expected <= applied
 
     await wait_until_async(done, deadline_s, f"{len(expected)} events to be applied")
+
+
+async def applied_within(
+    database_url: str, produced: Sequence[Produced], deadline_s: float
+) -> float | None:
+    """Waits until every produced event is applied; returns how many seconds that took, or
+    None when not all were within `deadline_s` (a negative control's outcome)."""
+    began = time.monotonic()
+    try:
+        await wait_all_applied(database_url, produced, deadline_s)
+    except TimeoutError:
+        return None
+    return time.monotonic() - began
+
+
+async def assert_exactly_once_in_order(database_url: str, produced: Sequence[Produced]) -> None:
+    """Fails unless every produced event has one effect, none else has any, in key order."""
+    report = await history(database_url, produced)
+    assert (report.lost, report.duplicated, report.phantom) == (0, 0, 0), str(report)
+    assert report.order_violations == 0, str(report)
 
 
 async def wait_effects_at_least(database_url: str, count: int, deadline_s: float = 120.0) -> None:
