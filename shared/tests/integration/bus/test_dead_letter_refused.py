@@ -51,7 +51,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 N_GOOD = 1000
 AT = 500  # where the record to park sits in the stream
 REFUSALS = 3  # dead letters refused before the topic is created
-REQUEST_TIMEOUT_MS = 2_000  # how long a dead letter waits for its topic to appear
+DEAD_LETTER_TIMEOUT_MS = 2_000  # how long a dead letter waits for its topic to appear
 DEADLINE_S = 60.0
 
 
@@ -126,7 +126,7 @@ async def _park_while_refused(database_url: str, bootstrap: str, *, bad_record: 
             config,
             _failing_on(failing.id if failing else None),
             metrics=metrics,
-            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            dead_letter_timeout_ms=DEAD_LETTER_TIMEOUT_MS,
         ):
             await wait_until_async(stuck_or_past, DEADLINE_S, "refused dead letters", interval=0.2)
             committed = await _committed(bootstrap, group)

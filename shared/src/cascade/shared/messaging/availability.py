@@ -49,23 +49,15 @@ async def database_answers(
 
 
 async def events_to_blame(
-    error: Exception,
-    deadline: asyncio.Timeout,
-    sessions: async_sessionmaker[AsyncSession],
-    *,
-    cut_while_blocked: bool = False,
+    error: Exception, deadline: asyncio.Timeout, sessions: async_sessionmaker[AsyncSession]
 ) -> bool:
     """Tells a failed attempt to apply events that is their fault (a bad or a slow event)
     from the database or the broker being unavailable, which is logged here: the caller
     retries that without counting it against any event.
 
     `deadline` is the batch timeout the attempt ran under: once it has expired, whatever
-    the error its cut surfaced as, the database is probed, unless the attempt was cut
-    while it waited on a lock another session holds (`cut_while_blocked`).
+    the error its cut surfaced as, the database is probed.
     """
-    if deadline.expired() and cut_while_blocked:
-        log.warning("consumer.blocked_by_lock")
-        return False
     if deadline.expired():
         if await database_answers(sessions):
             return True  # too slow while the database answers: the events' own doing

@@ -35,7 +35,7 @@ from cascade.shared.messaging.batch import (
 from cascade.shared.messaging.consumer_config import ConsumerConfig
 from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublisher
 from cascade.shared.messaging.faults import crash_point
-from cascade.shared.messaging.lock_watch import LockWatch, backend_pid
+from cascade.shared.messaging.lock_watch import BlockedCuts, LockWatch, backend_pid
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
 from cascade.shared.messaging.offsets import AppliedOffsets, commit_offsets, record_lag
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
@@ -74,7 +74,7 @@ class EventConsumer:
         self._handler = handler
         self._metrics = metrics
         self._lock = asyncio.Lock()
-        self._cut_while_blocked = False  # set when the batch timeout cuts such an attempt
+        self._blocked_cuts = BlockedCuts(metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consumes until `stop` is set; reconnects after broker or database outages."""
@@ -179,10 +179,11 @@ class EventConsumer:
         return False
 
     async def _events_to_blame(self, error: Exception, deadline: asyncio.Timeout) -> bool:
-        blocked, self._cut_while_blocked = self._cut_while_blocked, False  # this cut's only
         if not self._config.retry_unavailable:  # the negative control of matrix R14's tests
             return True
-        return await events_to_blame(error, deadline, self._sessions, cut_while_blocked=blocked)
+        if self._blocked_cuts.blocked(deadline):  # waited on another session's lock
+            return False
+        return await events_to_blame(error, deadline, self._sessions)
 
     async def _apply(
         self, batch: FetchedBatch, dead_letters: DeadLetterPublisher, deadline: asyncio.Timeout
@@ -199,13 +200,15 @@ class EventConsumer:
         self, events: Sequence[DecodedEvent], deadline: asyncio.Timeout
     ) -> list[DeadLetter]:
         """Applies the events in one transaction; returns dead letters for those refused."""
+        if not events:
+            return []  # a batch of bad records only: nothing for the database
         async with self._sessions() as session, session.begin():
             watch = LockWatch(self._sessions, await backend_pid(session), deadline.when())
             try:
                 fresh, refused = await self._apply_in(session, events)
                 crash_point("in_handler_before_db_commit")
             except asyncio.CancelledError:
-                self._cut_while_blocked = watch.stop()
+                self._blocked_cuts.record(deadline, watch)
                 # Cut by the batch timeout (or a stop), perhaps while the database does not
                 # answer: a rollback over this connection could wait as long; dropped, the
                 # server rolls the transaction back itself.

@@ -19,7 +19,8 @@ class ConsumerConfig:
     # coordinator writes, at the price of a longer redelivery after a crash.
     commit_interval_s: float = 1.0
     # An attempt that takes longer is cut: blamed on the events (then applied one at a time)
-    # if the database still answers, else retried. With what may follow a cut, it must stay
+    # if the database still answers and the attempt was not waiting on another session's
+    # lock, else retried. With what may follow a cut, it must stay
     # inside the consumer's max_poll_interval_ms, which the boot-time guard checks
     # (matrix R6, R14, R20; availability.BEYOND_BATCH_TIMEOUT_S).
     batch_timeout_s: float = 60.0
@@ -35,6 +36,7 @@ class ConsumerConfig:
     # Switched off only by the negative-control tests, to prove the tests see the bug.
     dedup: bool = True
     offsets_after_db: bool = True
-    # False: a failure while the database or the broker is unavailable counts against the
-    # events, as their own would (and parks them after max_attempts).
+    # False: every failed attempt counts against the events, as their own failure would
+    # (and parks them after max_attempts): no transient retry, no database probe, no lock
+    # check.
     retry_unavailable: bool = True

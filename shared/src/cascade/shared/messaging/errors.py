@@ -7,9 +7,11 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 # SQLSTATE classes: 08 connection exception, 53 insufficient resources, 57 operator
-# intervention (e.g. admin shutdown); and serialization failure / deadlock.
+# intervention (e.g. admin shutdown); and serialization failure, deadlock, and a lock
+# another session holds past `lock_timeout` (55P03: the other session's doing, as a lock
+# wait that the batch timeout cuts is, messaging.lock_watch).
 _TRANSIENT_CLASSES = frozenset({"08", "53", "57"})
-_TRANSIENT_STATES = frozenset({"40001", "40P01"})
+_TRANSIENT_STATES = frozenset({"40001", "40P01", "55P03"})
 
 
 def _sqlstate(error: DBAPIError) -> str | None:

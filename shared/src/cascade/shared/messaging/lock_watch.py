@@ -15,6 +15,7 @@ cancel request, which ends the wait, and the evidence with it.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -22,14 +23,30 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.errors import is_transient
+from cascade.shared.messaging.metrics import BusMetrics
 
 log = get_logger(__name__)
 
-# How long before the deadline the watch asks, and how long it waits for the answer.
-LEAD_S = 1.0
+# The watch asks this long before the deadline and waits at most CHECK_TIMEOUT_S for the
+# answer, so that a check started late or on a busy database still answers before the cut.
+LEAD_S = 2.0
+CHECK_TIMEOUT_S = 1.0
 
-_BLOCKERS = text("SELECT cardinality(pg_blocking_pids(:pid))")
+# Counted and aged for the log; never the blockers' query text, which may hold debtors' data.
+_BLOCKERS = text(
+    "SELECT count(*), extract(epoch FROM max(now() - xact_start)) FROM pg_stat_activity"
+    " WHERE pid = ANY(pg_blocking_pids(:pid))"
+)
 _checks: set[asyncio.Task[None]] = set()  # running checks, kept from the garbage collector
+
+
+@dataclass(frozen=True)
+class Blockers:
+    """The sessions an attempt waits on: how many, and the age of the oldest's transaction
+    (None where this database role may not see it)."""
+
+    sessions: int
+    oldest_transaction_s: float | None
 
 
 async def backend_pid(session: AsyncSession) -> int:
@@ -39,21 +56,29 @@ async def backend_pid(session: AsyncSession) -> int:
     return int(driver.get_server_pid())
 
 
-async def waits_on_others(
-    sessions: async_sessionmaker[AsyncSession], pid: int, timeout_s: float = LEAD_S
-) -> bool:
-    """Returns whether server process `pid` waits for a lock another session holds; False
-    when the database does not answer within `timeout_s` (the probe then tells)."""
+async def blockers_of(
+    sessions: async_sessionmaker[AsyncSession], pid: int, timeout_s: float = CHECK_TIMEOUT_S
+) -> Blockers | None:
+    """Returns the sessions whose locks server process `pid` waits for; None when it waits
+    for none, or when the database does not answer within `timeout_s` (logged: the
+    attempt is then judged without it)."""
     async with sessions() as session:
         try:
             async with asyncio.timeout(timeout_s):
-                return bool(await session.scalar(_BLOCKERS, {"pid": pid}))
+                # Autocommit: no transaction, so nothing to roll back when the session closes.
+                autocommit = {"isolation_level": "AUTOCOMMIT"}
+                connection = await session.connection(execution_options=autocommit)
+                count, oldest_s = (await connection.execute(_BLOCKERS, {"pid": pid})).one()
         except BaseException as error:
-            # Dropped, not returned to the pool: a rollback over it could hang as long.
+            # Dropped, not returned to the pool: it may be stuck mid-statement.
             await session.invalidate()
             if isinstance(error, Exception) and is_transient(error):
-                return False
+                log.warning("consumer.lock_check_unanswered", error_class=type(error).__name__)
+                return None
             raise
+    if not count:
+        return None
+    return Blockers(int(count), None if oldest_s is None else float(oldest_s))
 
 
 class LockWatch:
@@ -63,25 +88,57 @@ class LockWatch:
         self, sessions: async_sessionmaker[AsyncSession], pid: int, deadline_at: float | None
     ) -> None:
         self._sessions, self._pid = sessions, pid
-        self._blocked = False
+        self.blockers: Blockers | None = None
+        self._task: asyncio.Task[None] | None = None
         self._handle: asyncio.TimerHandle | None = None
         if deadline_at is not None:
             loop = asyncio.get_running_loop()
             self._handle = loop.call_at(deadline_at - LEAD_S, self._start)
 
     def _start(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._check())
-        _checks.add(task)
-        task.add_done_callback(_checks.discard)
+        self._task = asyncio.get_running_loop().create_task(self._check())
+        _checks.add(self._task)
+        self._task.add_done_callback(_checks.discard)
 
     async def _check(self) -> None:
         try:
-            self._blocked = await waits_on_others(self._sessions, self._pid)
+            self.blockers = await blockers_of(self._sessions, self._pid)
         except Exception as error:  # the attempt is then judged without it, as before
             log.warning("consumer.lock_check_failed", error_class=type(error).__name__)
 
-    def stop(self) -> bool:
-        """Stops watching; returns whether the attempt was seen waiting on another's lock."""
+    def stop(self) -> Blockers | None:
+        """Stops watching (a check still running is cancelled); returns what the attempt
+        was seen waiting on, if anything."""
         if self._handle is not None:
             self._handle.cancel()
-        return self._blocked
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        return self.blockers
+
+
+class BlockedCuts:
+    """Remembers the attempt that the batch timeout cut while it waited on another
+    session's lock, until that cut is judged."""
+
+    def __init__(self, metrics: BusMetrics) -> None:
+        self._metrics = metrics
+        self._cut: tuple[asyncio.Timeout, Blockers] | None = None
+
+    def record(self, deadline: asyncio.Timeout, watch: LockWatch) -> None:
+        """Called when the attempt under `deadline` is cut, with its watch."""
+        blockers = watch.stop()
+        self._cut = None if blockers is None else (deadline, blockers)
+
+    def blocked(self, deadline: asyncio.Timeout) -> bool:
+        """Whether the attempt under `deadline` was cut while blocked (logged and counted);
+        such an attempt is retried, however long the lock is held: never the events' doing."""
+        cut, self._cut = self._cut, None
+        if cut is None or cut[0] is not deadline or not deadline.expired():
+            return False
+        self._metrics.blocked_attempts.inc()
+        log.warning(
+            "consumer.blocked_by_lock",
+            blocking_sessions=cut[1].sessions,
+            oldest_blocking_transaction_s=cut[1].oldest_transaction_s,
+        )
+        return True

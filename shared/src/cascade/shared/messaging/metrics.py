@@ -48,6 +48,14 @@ class BusMetrics:
             " max_poll_interval_ms",
             registry=registry,
         )
+        self.blocked_attempts = Counter(
+            "cascade_consumer_blocked_attempts",
+            "Attempts cut by the batch timeout while waiting on a lock another session holds,"
+            " retried without counting against the events, for as long as it is held: a"
+            " steady rate is a stalled partition (a migration, a session left in a"
+            " transaction)",
+            registry=registry,
+        )
         self.handler_seconds = Histogram(
             "cascade_handler_seconds",
             "Time to apply one fetched batch, database commit included",

@@ -177,10 +177,12 @@ async def consumer_in_this_process(
     *,
     metrics: BusMetrics | None = None,
     max_poll_interval_ms: int = 300_000,
-    request_timeout_ms: int = 30_000,
+    dead_letter_timeout_ms: int = 30_000,
 ) -> AsyncIterator[None]:
-    """Runs an EventConsumer of the test bus in this process while the block runs."""
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    """Runs an EventConsumer of the test bus in this process while the block runs;
+    `dead_letter_timeout_ms` bounds each request of its dead-letter producer."""
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    dead_letter_kafka = kafka.model_copy(update={"request_timeout_ms": dead_letter_timeout_ms})
     engine = create_async_engine(database_url, pool_size=2)
     consumer = EventConsumer(
         config,
@@ -190,7 +192,7 @@ async def consumer_in_this_process(
             client_id="t",
             max_poll_interval_ms=max_poll_interval_ms,
         ),
-        producer_factory=lambda: make_producer(kafka, client_id="t-dlq"),
+        producer_factory=lambda: make_producer(dead_letter_kafka, client_id="t-dlq"),
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         inbox_table=INBOX,
         registry=step_registry(),
