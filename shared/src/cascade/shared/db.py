@@ -50,6 +50,18 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
     )
 
 
+def make_probe_engine(settings: DatabaseSettings) -> AsyncEngine:
+    """Returns an engine without a pool, for a consumer's rare questions to the database
+    (does it answer, does an attempt wait on a lock): each gets a connection of its own,
+    however busy the service's pool is."""
+    return create_async_engine(
+        settings.url.get_secret_value(),
+        poolclass=NullPool,
+        hide_parameters=True,
+        connect_args={"timeout": settings.connect_timeout_s},
+    )
+
+
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Returns a session factory whose objects stay usable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)

@@ -11,11 +11,17 @@ once and in order; the group's lag is 0; no event is dead-lettered; the consumer
 left its group; its log shows an attempt cut while blocked, so the lock is known to have
 reached it, and none blamed on the batch or an event.
 
-Protection: an attempt the batch timeout cuts while its server process waits on another
-session's lock (`pg_blocking_pids`) is retried without counting against the events.
-Negative control, switched off (every cut attempt taken as not blocked): the database
-commits the probe, so the events are blamed; the figure that must fail is the dead
-letters (> 0: good events parked while a migration held its lock).
+The consumer's pool has one connection, which the blocked attempt holds, as when requests
+have taken a service's whole pool.
+
+Protections, and the negative controls that switch each off; the figure that must then
+fail is the dead letters (> 0: good events parked while a migration held its lock):
+* an attempt the batch timeout cuts while its server process waits on another session's
+  lock (`pg_blocking_pids`) is retried without counting against the events. Switched off
+  (every cut attempt taken as not blocked), the database commits the probe, so the events
+  are blamed;
+* the lock check and the probe ask on connections of their own. Switched off (asked on
+  the consumer's pool), the check waits for the held connection and goes unanswered.
 """
 
 from __future__ import annotations
@@ -82,7 +88,7 @@ async def _migration_lock(database_url: str) -> AsyncIterator[None]:
 
 
 async def _lock_while_consuming(
-    database_url: str, bootstrap: str, *, recovery: bool = True
+    database_url: str, bootstrap: str, *, recovery: bool = True, own_probe: bool = True
 ) -> Outcome:
     topic, dead_letter_topic = unique_name("locked"), unique_name("locked-dlq")
     await create_topics(bootstrap, [topic, dead_letter_topic], partitions=1)
@@ -103,6 +109,10 @@ async def _lock_while_consuming(
         _record_effects,
         metrics=metrics,
         max_poll_interval_ms=MAX_POLL_INTERVAL_S * 1000,
+        # The attempt holds the pool's one connection: the lock check needs its own.
+        pool_size=1,
+        max_overflow=0,
+        own_probe=own_probe,
     ):
         produced = await produce_envelopes(bootstrap, topic, steps[:BEFORE])
         await wait_all_applied(database_url, produced, deadline_s=60)
@@ -147,3 +157,15 @@ async def test_negative_control_without_the_lock_check_a_migration_parks_good_ev
     outcome = await _lock_while_consuming(bus_database, kafka_bootstrap_servers, recovery=False)
 
     assert outcome.dead_letters > 0, "protection: the lock check; figure: dead letters"
+
+
+async def test_negative_control_a_lock_check_on_the_busy_pool_goes_unanswered(
+    bus_database: str, kafka_bootstrap_servers: str
+) -> None:
+    outcome = await _lock_while_consuming(
+        bus_database, kafka_bootstrap_servers, recovery=False, own_probe=False
+    )
+
+    assert outcome.dead_letters > 0, (
+        "protection: the lock check's connection of its own; figure: dead letters"
+    )

@@ -64,11 +64,16 @@ class EventConsumer:
         registry: EventRegistry,
         handler: BatchHandler,
         metrics: BusMetrics,
+        probe_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
+        """`probe_sessions` asks whether the database answers and whether a cut attempt
+        waited on a lock: best on connections of their own (db.make_probe_engine), so that
+        a pool that requests have all taken cannot pass for a database that does not answer."""
         self._config = config
         self._consumer_factory = consumer_factory
         self._producer_factory = producer_factory
         self._sessions = sessions
+        self._probe_sessions = probe_sessions or sessions
         self._inbox = inbox_table
         self._registry = registry
         self._handler = handler
@@ -183,7 +188,7 @@ class EventConsumer:
             return True
         if self._blocked_cuts.blocked(deadline):  # waited on another session's lock
             return False
-        return await events_to_blame(error, deadline, self._sessions)
+        return await events_to_blame(error, deadline, self._probe_sessions)
 
     async def _apply(
         self, batch: FetchedBatch, dead_letters: DeadLetterPublisher, deadline: asyncio.Timeout
@@ -203,7 +208,8 @@ class EventConsumer:
         if not events:
             return []  # a batch of bad records only: nothing for the database
         async with self._sessions() as session, session.begin():
-            watch = LockWatch(self._sessions, await backend_pid(session), deadline.when())
+            pid = await backend_pid(session)
+            watch = LockWatch(self._probe_sessions, pid, deadline.when())
             try:
                 fresh, refused = await self._apply_in(session, events)
                 crash_point("in_handler_before_db_commit")

@@ -11,8 +11,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from cascade.shared.app import Lifespan
+from cascade.shared.db import make_probe_engine, make_sessionmaker
 from cascade.shared.logging import get_logger
 from cascade.shared.messaging.admin import apply_topology
 from cascade.shared.messaging.backoff import Backoff, repeat_until_stopped
@@ -146,8 +148,14 @@ def event_consumer(
         declared = config.inbox_keep_s or inbox_keep_s(app.state.settings.service_name)
 
         async def consume(stop: asyncio.Event) -> None:
-            consumer = await _consumer(app, config, declared, registry, inbox, handler, stop)
-            await consumer.run(stop)
+            probe_engine = make_probe_engine(app.state.settings.database)
+            try:
+                consumer = await _consumer(
+                    app, config, declared, registry, inbox, handler, stop, probe_engine
+                )
+                await consumer.run(stop)
+            finally:
+                await probe_engine.dispose()
 
         async def measure() -> None:
             await measure_inbox(engine, inbox, metrics)
@@ -177,6 +185,7 @@ async def _consumer(
     inbox: Table,
     handler: BatchHandler,
     stop: asyncio.Event,
+    probe_engine: AsyncEngine,
 ) -> EventConsumer:
     settings: ServiceSettings = app.state.settings
     name = settings.service_name
@@ -202,4 +211,5 @@ async def _consumer(
         registry=registry,
         handler=handler,
         metrics=bus_metrics(app),
+        probe_sessions=make_sessionmaker(probe_engine),
     )

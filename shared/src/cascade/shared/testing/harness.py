@@ -15,6 +15,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from cascade.shared.infra.processes import (
     spawn_detached,
@@ -178,12 +179,21 @@ async def consumer_in_this_process(
     metrics: BusMetrics | None = None,
     max_poll_interval_ms: int = 300_000,
     dead_letter_timeout_ms: int = 30_000,
+    pool_size: int = 2,
+    max_overflow: int = 10,
+    own_probe: bool = True,
 ) -> AsyncIterator[None]:
-    """Runs an EventConsumer of the test bus in this process while the block runs;
-    `dead_letter_timeout_ms` bounds each request of its dead-letter producer."""
+    """Runs an EventConsumer of the test bus in this process while the block runs.
+
+    `dead_letter_timeout_ms` bounds each request of its dead-letter producer. With
+    `own_probe`, as a service runs it, the consumer asks the database its questions (does
+    it answer, does an attempt wait on a lock) on connections of their own; else on the
+    pool of `pool_size` + `max_overflow` connections that it applies events with.
+    """
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     dead_letter_kafka = kafka.model_copy(update={"request_timeout_ms": dead_letter_timeout_ms})
-    engine = create_async_engine(database_url, pool_size=2)
+    engine = create_async_engine(database_url, pool_size=pool_size, max_overflow=max_overflow)
+    probe_engine = create_async_engine(database_url, poolclass=NullPool) if own_probe else None
     consumer = EventConsumer(
         config,
         consumer_factory=lambda: make_consumer(
@@ -198,6 +208,7 @@ async def consumer_in_this_process(
         registry=step_registry(),
         handler=handler,
         metrics=BusMetrics() if metrics is None else metrics,
+        probe_sessions=None if probe_engine is None else async_sessionmaker(probe_engine),
     )
     stop = asyncio.Event()
     try:
@@ -205,3 +216,5 @@ async def consumer_in_this_process(
             yield
     finally:
         await engine.dispose()
+        if probe_engine is not None:
+            await probe_engine.dispose()
