@@ -45,7 +45,7 @@ from sqlalchemy.pool import NullPool
 from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.testing.harness import (
     Worker,
-    history,
+    assert_exactly_once_in_order,
     wait_all_applied,
     wait_effects_at_least,
     wait_lag_zero,
@@ -228,9 +228,7 @@ async def test_backends_killed_mid_transaction_lose_and_double_nothing(
     assert healed_s <= HEAL_DEADLINE_S, f"recovered only {healed_s:.1f}s after the storm"
     await wait_all_applied(bus_database, run.load.committed, deadline_s=WAIT_S)
     await wait_lag_zero(bootstrap, run.group, [run.topic], deadline_s=WAIT_S)
-    report = await history(bus_database, run.load.committed)
-    assert (report.lost, report.duplicated, report.phantom) == (0, 0, 0), str(report)
-    assert report.order_violations == 0, str(report)
+    await assert_exactly_once_in_order(bus_database, run.load.committed)
     assert await record_count(bootstrap, [run.dead_letter_topic]) == 0, "a good event was parked"
 
 

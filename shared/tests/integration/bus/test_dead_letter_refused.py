@@ -38,8 +38,8 @@ from cascade.shared.messaging.replay import DeadLetterRecord, read_dead_letters
 from cascade.shared.messaging.topology import dead_letter_topic, topic
 from cascade.shared.testing.bus import make_steps, record_effects
 from cascade.shared.testing.harness import (
+    assert_exactly_once_in_order,
     consumer_in_this_process,
-    history,
     wait_all_applied,
     wait_lag_zero,
 )
@@ -136,9 +136,7 @@ async def _park_while_refused(database_url: str, bootstrap: str, *, bad_record: 
             ]
             await wait_all_applied(database_url, expected, deadline_s=DEADLINE_S)
             await wait_lag_zero(bootstrap, group, [events_topic], deadline_s=DEADLINE_S)
-    report = await history(database_url, expected)
-    assert (report.lost, report.duplicated, report.phantom) == (0, 0, 0), str(report)
-    assert report.order_violations == 0, str(report)
+    await assert_exactly_once_in_order(database_url, expected)
     return Outcome(
         offset_to_park=offset_to_park,
         committed_while_refused=committed,
