@@ -78,14 +78,15 @@ def consumer_worker(
     kafka_bootstrap_servers: str,
     bus_topics: tuple[str, str],
 ) -> ConsumerWorker:
-    """Makes a consumer worker of a fresh group on the test topics; returns it and its group."""
+    """Makes a consumer worker of a fresh group on the test topics (or `topic`); returns it
+    and its group."""
 
-    def make(*extra: str, max_records: int = 50) -> tuple[Worker, str]:
+    def make(*extra: str, max_records: int = 50, topic: str | None = None) -> tuple[Worker, str]:
         group = unique_name("group")
         worker = workers(
             "consume",
             *("--db", bus_database, "--bootstrap", kafka_bootstrap_servers, "--group", group),
-            *("--topic", bus_topics[0], "--dead-letter-topic", bus_topics[1]),
+            *("--topic", topic or bus_topics[0], "--dead-letter-topic", bus_topics[1]),
             *("--max-records", str(max_records), *extra),
         )
         return worker, group

@@ -18,6 +18,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    func,
     select,
     text,
 )
@@ -110,6 +111,24 @@ async def record_effects(
             "worker": worker,
         },
     )
+
+
+async def effects_without_inbox_row(database_url: str, consumer_group: str) -> int:
+    """Counts effects with no inbox row of `consumer_group` for their event: effects that
+    were committed apart from the consumer's transaction (matrix R2's phantoms)."""
+    recorded = select(INBOX.c.event_id).where(
+        INBOX.c.consumer_group == consumer_group,
+        INBOX.c.event_id == EFFECT.c.source_event_id,
+    )
+    engine = create_async_engine(database_url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            count = await connection.scalar(
+                select(func.count()).select_from(EFFECT).where(~recorded.exists())
+            )
+            return int(count or 0)
+    finally:
+        await engine.dispose()
 
 
 async def read_effects(database_url: str) -> list[tuple[str, str, int]]:

@@ -26,6 +26,7 @@ from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.messaging.relay import OutboxRelay, RelaySettings
 from cascade.shared.settings import KafkaSettings
 from cascade.shared.testing.bus import INBOX, OUTBOX, record_effects, step_registry
+from cascade.shared.testing.commit_faults import refuse_every_nth_offset_commit
 
 
 class PoisonedStep(Exception):
@@ -39,13 +40,22 @@ def _report(metrics: BusMetrics) -> None:
     )
 
 
-def _handler(worker: str, args: argparse.Namespace, metrics: BusMetrics) -> BatchHandler:
+def _handler(
+    worker: str,
+    args: argparse.Namespace,
+    metrics: BusMetrics,
+    sessions: async_sessionmaker[AsyncSession],
+) -> BatchHandler:
     async def handle(session: AsyncSession, events: Sequence[DecodedEvent]) -> None:
         if args.fail_seq is not None and any(
             getattr(e.payload, "seq", None) == args.fail_seq for e in events
         ):
             raise PoisonedStep(f"step {args.fail_seq} is poisoned")
-        await record_effects(session, events, worker)
+        if args.effects_apart:  # the broken handler of R2's control: its own transaction
+            async with sessions() as own, own.begin():
+                await record_effects(own, events, worker)
+        else:
+            await record_effects(session, events, worker)
         if args.hold_ms:  # a slow business rule: the transaction stays open this long
             await asyncio.sleep(args.hold_ms / 1000)
         _report(metrics)
@@ -59,7 +69,10 @@ async def _consume(args: argparse.Namespace, stop: asyncio.Event) -> None:
         enable_idempotence=not args.no_idempotence,
         request_timeout_ms=args.request_timeout_ms,
     )
+    if args.refuse_commits_every:
+        refuse_every_nth_offset_commit(args.refuse_commits_every)
     engine = create_async_engine(args.db, pool_size=2)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
     metrics = BusMetrics()
     config = ConsumerConfig(
         group_id=args.group,
@@ -84,10 +97,10 @@ async def _consume(args: argparse.Namespace, stop: asyncio.Event) -> None:
         producer_factory=lambda: make_producer(
             kafka, client_id=f"worker-dlq-{os.getpid()}", max_request_size=DEAD_LETTER_MAX_BYTES
         ),
-        sessions=async_sessionmaker(engine, expire_on_commit=False),
+        sessions=sessions,
         inbox_table=INBOX,
         registry=step_registry(),
-        handler=_handler(f"worker-{os.getpid()}", args, metrics),
+        handler=_handler(f"worker-{os.getpid()}", args, metrics, sessions),
         metrics=metrics,
     )
     try:
@@ -140,6 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     consume.add_argument("--offsets-first", action="store_true")
     consume.add_argument("--count-unavailable", action="store_true")
     consume.add_argument("--hold-ms", type=int, default=0)
+    consume.add_argument("--refuse-commits-every", type=int, default=0)
+    consume.add_argument("--effects-apart", action="store_true")
     relay = sub.choices["relay"]
     relay.add_argument("--batch-size", type=int, default=500)
     relay.add_argument("--skip-locked-claim", action="store_true")

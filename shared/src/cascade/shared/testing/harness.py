@@ -64,6 +64,7 @@ class Worker:
         self._role = role
         self._args = list(args)
         self.runs = 0
+        self.pids: list[int] = []  # of every run, in order
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, crash_at: str | None = None, crash_after: int = 1) -> Worker:
@@ -74,11 +75,16 @@ class Worker:
         self.runs += 1
         argv = [sys.executable, "-m", "cascade.shared.testing.bus_worker", self._role, *self._args]
         self.process = spawn_detached(argv, self.log_file, env=env)
+        self.pids.append(self.process.pid)
         return self
 
     @property
     def log_file(self) -> Path:
         return self._log_dir / f"{self._role}-{id(self)}.log"
+
+    def running(self) -> bool:
+        """Whether the worker's process is started and has not ended."""
+        return self.process is not None and self.process.poll() is None
 
     def wait_crashed(self, timeout: float = 120.0) -> int:
         """Waits until the worker's process has ended; returns its exit code."""
@@ -99,12 +105,17 @@ class Worker:
 
     def duplicates_skipped(self) -> int:
         """Returns the inbox dedup counter summed over every run of this worker."""
+        return sum(self.duplicates_by_run())
+
+    def duplicates_by_run(self) -> list[int]:
+        """Returns the inbox dedup counter of each run, in the order they started (a run
+        that applied no batch counts 0)."""
         last_by_pid: dict[int, float] = {}
         for line in self.log_file.read_text(errors="replace").splitlines():
             if line.startswith('{"pid"'):
                 report = json.loads(line)
                 last_by_pid[report["pid"]] = report["duplicates"]
-        return int(sum(last_by_pid.values()))
+        return [int(last_by_pid.get(pid, 0)) for pid in self.pids]
 
 
 async def wait_all_applied(
