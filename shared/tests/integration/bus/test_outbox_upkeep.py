@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -146,3 +147,44 @@ async def test_a_stopping_relay_prunes_no_further_batch(published_outbox: AsyncE
 
     assert _deletes(sent) == []
     assert left == N_EVENTS
+
+
+async def test_the_gauges_give_the_pending_rows_and_the_age_of_the_oldest(
+    published_outbox: AsyncEngine,
+) -> None:
+    registry = CollectorRegistry()
+    metrics = BusMetrics(registry)
+
+    def gauges() -> tuple[float | None, float | None]:
+        return (
+            registry.get_sample_value("cascade_outbox_backlog"),
+            registry.get_sample_value("cascade_outbox_oldest_age_seconds"),
+        )
+
+    async with published_outbox.begin() as connection:
+        # 100 rows left unpublished, the oldest of them (lowest id) written 10 minutes ago.
+        await connection.execute(
+            text(
+                "INSERT INTO outbox_pending (id, key_slot) "
+                "SELECT id, key_slot FROM outbox_message WHERE id % 3 = 0"
+            )
+        )
+        await connection.execute(
+            text(
+                "UPDATE outbox_message SET created_at = now() - interval '10 minutes' "
+                "WHERE id = (SELECT min(id) FROM outbox_pending)"
+            )
+        )
+
+    async with published_outbox.connect() as connection:
+        await prune_and_measure(connection, OUTBOX, timedelta(days=7), metrics)
+    backlog, age = gauges()
+    assert backlog == N_EVENTS // 3
+    assert age is not None
+    assert 600 <= age < 660
+
+    async with published_outbox.begin() as connection:  # the relay publishes them all
+        await connection.execute(text("DELETE FROM outbox_pending"))
+    async with published_outbox.connect() as connection:
+        await prune_and_measure(connection, OUTBOX, timedelta(days=7), metrics)
+    assert gauges() == (0, 0)
