@@ -6,6 +6,7 @@ import asyncio
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +23,7 @@ from cascade.shared.messaging.consumer import ConsumerConfig
 from cascade.shared.messaging.outbox import add_to_outbox
 from cascade.shared.messaging.registry import DecodedEvent
 from cascade.shared.messaging.runtime import event_consumer
+from cascade.shared.messaging.safety import UnsafeConfigError
 from cascade.shared.settings import DatabaseSettings, KafkaSettings
 from cascade.shared.testing.bus import make_steps, step_registry
 from cascade.shared.testing.harness import produce_envelopes
@@ -29,6 +31,7 @@ from cascade.shared.testing.kafka import (
     consume,
     create_topics,
     list_topics,
+    produce,
     record_count,
     unique_name,
 )
@@ -92,6 +95,7 @@ async def test_a_service_consumer_applies_events_and_reports_metrics(
         lifespans=[event_consumer(config, step_registry(), orm.inbox, handler)],
     )
     produced = await produce_envelopes(kafka_bootstrap_servers, topic, make_steps(50, 5), copies=2)
+    await produce(kafka_bootstrap_servers, topic, [b"not an event", b"{}"])  # two dead letters
 
     async with app.router.lifespan_context(app):
 
@@ -101,12 +105,70 @@ async def test_a_service_consumer_applies_events_and_reports_metrics(
         await wait_until_async(all_applied, 60, "the service consumer to apply every event")
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+
+            async def caught_up() -> bool:  # the lag is set after a batch is applied
+                lags = _lags((await client.get("/metrics")).text)
+                return len(lags) == 2 and all(lag == 0 for lag in lags.values())
+
+            await wait_until_async(caught_up, 60, "the consumer to report lag 0 on both partitions")
             metrics = (await client.get("/metrics")).text
 
     assert sorted(applied) == sorted(p.event_id for p in produced)  # each once: copies skipped
     assert 'cascade_events_consumed_total{type="cascade.test.step-recorded.v1"} 50.0' in metrics
     assert 'cascade_events_duplicate_total{type="cascade.test.step-recorded.v1"} 50.0' in metrics
-    assert "cascade_consumer_lag{" in metrics
+    dead = "cascade_events_dead_lettered_total"
+    assert f'{dead}{{reason="undecodable",type="unknown"}} 1.0' in metrics, metrics
+    assert f'{dead}{{reason="schema_invalid",type="unknown"}} 1.0' in metrics, metrics
+    batches = re.search(r"^cascade_handler_seconds_count (\S+)$", metrics, re.MULTILINE)
+    assert batches is not None
+    assert float(batches[1]) >= 1
+    assert sorted(_lags(metrics)) == [f'partition="{p}",topic="{topic}"' for p in (0, 1)]
+
+
+def _lags(metrics: str) -> dict[str, float]:
+    """The consumer lag gauge's samples: labels to value."""
+    samples = re.findall(r"^cascade_consumer_lag\{(.*)\} (\S+)$", metrics, re.MULTILINE)
+    return {labels: float(value) for labels, value in samples}
     inbox_bytes = re.search(r"^cascade_inbox_bytes (\S+)$", metrics, re.MULTILINE)
     assert inbox_bytes is not None
     assert float(inbox_bytes[1]) > 0  # measured as the service starts
+
+
+async def test_a_consumer_refused_as_unsafe_fails_the_liveness_check(
+    tmp_path: Path, database_url: str, kafka_bootstrap_servers: str
+) -> None:
+    """Matrix R20 at run time: the consumer refuses to start with a batch timeout longer
+    than its max_poll_interval_ms allows, and the service does not pass for alive."""
+    await asyncio.to_thread(migrations.upgrade, "cascade.accounts", database_url)
+    topic, dead_letters = unique_name("events"), unique_name("dead-letters")
+    await create_topics(kafka_bootstrap_servers, [topic, dead_letters], partitions=1)
+
+    async def handler(session: AsyncSession, events: Sequence[DecodedEvent]) -> None:
+        raise AssertionError("an unsafe consumer must not consume")
+
+    group = unique_name("group")
+    config = ConsumerConfig(
+        group_id=group, topics=(topic,), dead_letter_topic=dead_letters, batch_timeout_s=3600
+    )
+    app = create_service_app(
+        _settings(tmp_path, database_url, kafka_bootstrap_servers),
+        lifespans=[event_consumer(config, step_registry(), orm.inbox, handler)],
+    )
+
+    answers: list[Any] = []
+
+    async def serve() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+
+                async def failing() -> bool:
+                    return (await client.get("/healthz")).status_code == 503
+
+                await wait_until_async(failing, 60, "the liveness check to fail")
+                answers.append((await client.get("/healthz")).json())
+
+    with pytest.raises(UnsafeConfigError):  # raised again as the service stops
+        await serve()
+
+    assert answers == [{"status": "failing", "ended": [f"consumer {group}"]}]

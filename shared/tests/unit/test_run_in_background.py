@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from cascade.shared.infra.processes import wait_until_async
 from cascade.shared.messaging.runtime import run_in_background
 
 pytestmark = pytest.mark.unit
@@ -51,3 +52,32 @@ async def test_a_failure_of_the_work_reaches_the_caller() -> None:
     with pytest.raises(TimeoutError, match="the work's own"):
         async with run_in_background(failing(), stop, grace_s=1.0):
             pass
+
+
+async def test_work_that_ends_on_an_error_is_listed_at_once_and_work_that_stops_is_not() -> None:
+    stop, ended = asyncio.Event(), list[str]()
+
+    async def failing() -> None:
+        raise RuntimeError("an unsafe configuration")
+
+    async def stopping() -> None:
+        await stop.wait()
+
+    async def listed() -> bool:
+        return bool(ended)
+
+    async def serve() -> list[str]:
+        async with (
+            run_in_background(stopping(), stop, name="relay", ended=ended),
+            run_in_background(failing(), stop, name="consumer g", ended=ended),
+        ):
+            await wait_until_async(listed, 5, "the failed work to be listed")
+            while_running.extend(ended)
+        return ended
+
+    while_running: list[str] = []
+    with pytest.raises(RuntimeError):
+        await serve()
+
+    assert while_running == ["consumer g"]  # listed while the service still ran
+    assert ended == ["consumer g"]

@@ -64,6 +64,9 @@ def create_service_app(
     app = FastAPI(title=f"Cascade {settings.service_name}", version=version, lifespan=lifespan)
     app.state.settings = settings
     app.state.registry = registry
+    # Names of the background work the service cannot do without (its relay, its
+    # consumers) that has ended on an error: liveness fails, so the process is replaced.
+    app.state.ended_work = []
     app.state.token_verifier = TokenVerifier(settings.auth)
     _add_kit_routes(app, registry)
     _add_error_handlers(app)
@@ -74,9 +77,16 @@ def create_service_app(
 
 
 def _add_kit_routes(app: FastAPI, registry: CollectorRegistry) -> None:
-    @app.get("/healthz", tags=["operations"], summary="Liveness: the process is serving")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Liveness: the process is serving, and its relay and consumers are running",
+    )
+    async def healthz(request: Request) -> JSONResponse:
+        ended: list[str] = request.app.state.ended_work
+        if ended:  # it will not recover by itself: the process needs replacing
+            return JSONResponse({"status": "failing", "ended": ended}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker reachable")
     async def readyz(request: Request) -> JSONResponse:

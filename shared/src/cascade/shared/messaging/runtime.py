@@ -45,15 +45,23 @@ def bus_metrics(app: FastAPI) -> BusMetrics:
 
 @asynccontextmanager
 async def run_in_background(
-    work: Coroutine[Any, Any, None], stop: asyncio.Event, grace_s: float | None = None
+    work: Coroutine[Any, Any, None],
+    stop: asyncio.Event,
+    grace_s: float | None = None,
+    *,
+    name: str | None = None,
+    ended: list[str] | None = None,
 ) -> AsyncIterator[None]:
     """Runs `work` while the context is open; on exit sets `stop` and waits for `work`.
 
     With `grace_s`, the wait is bounded: work still running then is cancelled (a
     measurement stuck on a database that hangs must not hold up the service's stop).
+    Work that ends on an error is logged, and its name added to `ended` if given.
     """
-    task = asyncio.create_task(work, name=getattr(work, "__qualname__", None))
+    task = asyncio.create_task(work, name=name or getattr(work, "__qualname__", None))
     task.add_done_callback(_log_failure)
+    if ended is not None:
+        task.add_done_callback(lambda done: _record_failure(done, ended))
     try:
         yield
     finally:
@@ -65,6 +73,11 @@ async def run_in_background(
                 await task
         else:
             await task
+
+
+def _record_failure(task: asyncio.Task[None], ended: list[str]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        ended.append(task.get_name())
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -129,7 +142,9 @@ def outbox_relay(outbox: Table) -> Lifespan:
         async with (
             # A drift report still waiting on the broker must not hold up the stop.
             run_in_background(_declare_topics(settings, stop), stop, grace_s=5.0),
-            run_in_background(relay.run(stop), stop),
+            run_in_background(
+                relay.run(stop), stop, name="outbox relay", ended=app.state.ended_work
+            ),
         ):
             yield
 
@@ -161,8 +176,9 @@ def event_consumer(
             await measure_inbox(engine, inbox, metrics)
 
         stop = asyncio.Event()
+        name = f"consumer {config.group_id}"
         async with (
-            run_in_background(consume(stop), stop),
+            run_in_background(consume(stop), stop, name=name, ended=app.state.ended_work),
             # Between statements the sweep stops at once; one in flight gets 5 s.
             run_in_background(InboxSweep(engine, inbox, metrics).run(stop), stop, grace_s=5.0),
             # A measurement stuck behind a lock (a migration's) must not hold up the stop.
