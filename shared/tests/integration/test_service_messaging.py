@@ -123,15 +123,15 @@ async def test_a_service_consumer_applies_events_and_reports_metrics(
     assert batches is not None
     assert float(batches[1]) >= 1
     assert sorted(_lags(metrics)) == [f'partition="{p}",topic="{topic}"' for p in (0, 1)]
+    inbox_bytes = re.search(r"^cascade_inbox_bytes (\S+)$", metrics, re.MULTILINE)
+    assert inbox_bytes is not None
+    assert float(inbox_bytes[1]) > 0  # measured as the service starts
 
 
 def _lags(metrics: str) -> dict[str, float]:
     """The consumer lag gauge's samples: labels to value."""
     samples = re.findall(r"^cascade_consumer_lag\{(.*)\} (\S+)$", metrics, re.MULTILINE)
     return {labels: float(value) for labels, value in samples}
-    inbox_bytes = re.search(r"^cascade_inbox_bytes (\S+)$", metrics, re.MULTILINE)
-    assert inbox_bytes is not None
-    assert float(inbox_bytes[1]) > 0  # measured as the service starts
 
 
 async def test_a_consumer_refused_as_unsafe_fails_the_liveness_check(
