@@ -50,12 +50,13 @@ async def test_killed_after_db_commit_before_offset_commit_nothing_lost_or_doubl
     bus_database: str,
     kafka_bootstrap_servers: str,
 ) -> None:
-    # One partition: each run's first batch holds the batch the run before it crashed on,
-    # whose offsets it never committed, so every run can be checked to have skipped it.
+    # One partition, and offsets committed after every batch: a run resumes exactly at the
+    # batch the run before it crashed on, which it skips only if that batch's database
+    # commit happened. A crash before it would leave that run nothing to skip.
     events = unique_name("events")
     await create_topics(kafka_bootstrap_servers, [events], partitions=1)
     produced = await produce_envelopes(kafka_bootstrap_servers, events, make_steps(N_EVENTS, 50))
-    worker, group = consumer_worker(topic=events)
+    worker, group = consumer_worker("--commit-interval-s", "0", topic=events)
 
     await _crash_then_recover(worker, "after_db_commit_before_offset_commit", CRASH_RUNS, seed)
     await wait_all_applied(bus_database, produced)
@@ -64,8 +65,8 @@ async def test_killed_after_db_commit_before_offset_commit_nothing_lost_or_doubl
 
     report = await history(bus_database, produced)
     assert (report.lost, report.duplicated, report.phantom) == (0, 0, 0), str(report)
-    # Every run after a crash saw the crashed batch again and skipped it: each of the
-    # crashes really landed between the two commits.
+    # Every run after a crash found the crashed batch recorded and skipped it: each of the
+    # crashes landed between the database commit and the offset commit.
     after_crashes = worker.duplicates_by_run()[1:]
     assert len(after_crashes) == CRASH_RUNS
     assert all(skipped >= 1 for skipped in after_crashes), after_crashes

@@ -80,6 +80,7 @@ async def _consume(args: argparse.Namespace, stop: asyncio.Event) -> None:
         dead_letter_topic=args.dead_letter_topic,
         max_records=args.max_records,
         max_attempts=args.max_attempts,
+        commit_interval_s=args.commit_interval_s,
         dedup=not args.no_dedup,
         embedded_broker=args.no_idempotence,
         offsets_after_db=not args.offsets_first,
@@ -154,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     consume.add_argument("--count-unavailable", action="store_true")
     consume.add_argument("--hold-ms", type=int, default=0)
     consume.add_argument("--refuse-commits-every", type=int, default=0)
+    consume.add_argument("--commit-interval-s", type=float, default=1.0)
     consume.add_argument("--effects-apart", action="store_true")
     relay = sub.choices["relay"]
     relay.add_argument("--batch-size", type=int, default=500)

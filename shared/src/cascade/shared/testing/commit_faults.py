@@ -2,9 +2,12 @@
 
 aiokafka's own tests reach `CommitFailedError` this way: `GroupCoordinator._send_req` is
 patched to answer an OffsetCommit request with a group error instead of sending it. The
-consumer then sees what a real rebalance causes: `RebalanceInProgressError` makes aiokafka
-rejoin the group, `UnknownMemberIdError` makes it rejoin as a new member, and the commit
-raises `CommitFailedError`. The offsets stay uncommitted, so the records are redelivered.
+commit then raises `CommitFailedError` and the offsets stay uncommitted, so the records are
+redelivered, as when a rebalance overtakes a commit. On `RebalanceInProgressError`
+aiokafka rejoins the group at once. On `UnknownMemberIdError` it forgets its member id and
+joins as a new member; the broker keeps the old one until its session times out, so the
+group's next rebalance waits that long, as after a member's crash. That costs more, so it is
+one refusal in four.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import RebalanceInProgressError, UnknownMemberIdError
 from aiokafka.protocol.commit import OffsetCommitRequest
 
-# Taken in turn, so that a run sees both ways back into the group.
-_GROUP_ERRORS = (RebalanceInProgressError, UnknownMemberIdError)
+from cascade.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+REFUSED = "test.offset_commit_refused"  # logged at each refusal, for the test to count
+_GROUP_ERRORS = (RebalanceInProgressError,) * 3 + (UnknownMemberIdError,)
 
 
 def refuse_every_nth_offset_commit(every: int) -> None:
@@ -30,9 +37,10 @@ def refuse_every_nth_offset_commit(every: int) -> None:
 
     async def refusing_send(coordinator: GroupCoordinator, request: Any) -> Any:
         if isinstance(request, OffsetCommitRequest) and next(requests) % every == 0:
-            code = next(errors).errno
+            error = next(errors)
+            log.warning(REFUSED, error_class=error.__name__)
             # Only `topics` is read from the response: (topic, [(partition, error), ...]).
-            topics = [(t, [(p, code) for p, _, _ in parts]) for t, parts in request._topics]
+            topics = [(t, [(p, error.errno) for p, _, _ in parts]) for t, parts in request._topics]
             return SimpleNamespace(topics=topics)
         return await send(coordinator, request)
 
