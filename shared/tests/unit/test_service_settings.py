@@ -7,6 +7,7 @@ these checks refuse the settings object itself, before anything connects.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from pydantic import ValidationError
@@ -18,8 +19,18 @@ pytestmark = pytest.mark.unit
 AUTH = AuthSettings(public_key_path=Path("/nonexistent/key.pem"))
 
 
-def _settings(**values: object) -> ServiceSettings:
-    return ServiceSettings(auth=AUTH, service_name="accounts", **values)
+def _settings(
+    broker: BrokerKind = BrokerKind.APACHE,
+    kafka: KafkaSettings | None = None,
+    environment: Literal["local", "test", "production"] = "local",
+) -> ServiceSettings:
+    return ServiceSettings(
+        auth=AUTH,
+        service_name="accounts",
+        broker=broker,
+        kafka=kafka or KafkaSettings(),
+        environment=environment,
+    )
 
 
 @pytest.mark.parametrize("broker", [BrokerKind.APACHE, BrokerKind.EXTERNAL])

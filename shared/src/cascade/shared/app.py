@@ -81,6 +81,7 @@ def _add_kit_routes(app: FastAPI, registry: CollectorRegistry) -> None:
         "/healthz",
         tags=["operations"],
         summary="Liveness: the process is serving, and its relay and consumers are running",
+        responses={503: {"description": "A relay or consumer has ended: replace the process"}},
     )
     async def healthz(request: Request) -> JSONResponse:
         ended: list[str] = request.app.state.ended_work
@@ -88,7 +89,12 @@ def _add_kit_routes(app: FastAPI, registry: CollectorRegistry) -> None:
             return JSONResponse({"status": "failing", "ended": ended}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/readyz", tags=["operations"], summary="Readiness: database and broker reachable")
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness: database and broker reachable",
+        responses={503: {"description": "The database or the broker does not answer"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         checks = await _readiness_checks(request.app.state.engine, request.app.state.broker_probe)
         ready = all(state == "ok" for state in checks.values())
