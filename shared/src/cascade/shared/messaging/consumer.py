@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,7 +37,12 @@ from cascade.shared.messaging.dead_letters import DeadLetter, DeadLetterPublishe
 from cascade.shared.messaging.faults import crash_point
 from cascade.shared.messaging.lock_watch import BlockedCuts, LockWatch, backend_pid
 from cascade.shared.messaging.metrics import BusMetrics, count_by_type
-from cascade.shared.messaging.offsets import AppliedOffsets, commit_offsets, record_lag
+from cascade.shared.messaging.offsets import (
+    AppliedOffsets,
+    commit_offsets,
+    forget_lag,
+    record_lag,
+)
 from cascade.shared.messaging.registry import DecodedEvent, EventRegistry
 from cascade.shared.messaging.rejections import Rejection, dead_letter_of
 from cascade.shared.messaging.safety import UnsafeConfigError, verify_consumer, verify_producer
@@ -106,11 +111,12 @@ class EventConsumer:
         longest_without_poll = cfg.batch_timeout_s + BEYOND_BATCH_TIMEOUT_S
         verify_consumer(consumer, max_batch_seconds=longest_without_poll)
         applied = AppliedOffsets(cfg.commit_interval_s)
-        listener = FinishBatchOnRevoke(
-            self._lock,
-            lambda gone: applied.hand_over(consumer, gone),
-            self._metrics.rebalances,
-        )
+
+        async def hand_over(gone: Collection[TopicPartition]) -> None:
+            await applied.hand_over(consumer, gone)
+            forget_lag(self._metrics, gone)
+
+        listener = FinishBatchOnRevoke(self._lock, hand_over, self._metrics.rebalances)
         try:
             await producer.start()
             consumer.subscribe(list(cfg.topics), listener=listener)

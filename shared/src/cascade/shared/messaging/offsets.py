@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Collection, Mapping, Sequence
 
@@ -112,6 +113,15 @@ async def commit_positions(
         log.warning("consumer.commit_failed", error_class=type(error).__name__)
         return False
     return True
+
+
+def forget_lag(metrics: BusMetrics, revoked: Collection[TopicPartition]) -> None:
+    """Drops the lag gauge of partitions this replica no longer holds: their new owner
+    reports it, and a stale value here would count the same records twice in a sum over
+    the replicas, or keep an alert firing for records consumed since."""
+    for tp in revoked:
+        with contextlib.suppress(KeyError):  # never fetched here: no gauge to drop
+            metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
 
 def record_lag(consumer: AIOKafkaConsumer, fetched: Fetched, metrics: BusMetrics) -> None:
