@@ -78,10 +78,9 @@ def test_write_catalogue_removes_stale_schemas_and_drift_names_each_difference(
     assert catalogue_drift(tmp_path) == []
     (tmp_path / "events" / f"{cb.PAYMENT_RECEIVED}.json").write_text("{}\n")
     (tmp_path / ASYNCAPI_FILE).unlink()
-    assert catalogue_drift(tmp_path) == [
-        f"differs: events/{cb.PAYMENT_RECEIVED}.json",
-        f"missing: {ASYNCAPI_FILE}",
-    ]
+    differs, missing = catalogue_drift(tmp_path)
+    assert differs.startswith(f"differs: events/{cb.PAYMENT_RECEIVED}.json")
+    assert missing == f"missing: {ASYNCAPI_FILE}"
 
 
 def test_every_registered_type_has_a_committed_schema_of_the_whole_cloudevent() -> None:

@@ -222,7 +222,11 @@ def cmd_contracts(args: argparse.Namespace) -> int:
 
     directory = Path(args.directory)
     if args.contracts_command == "generate":
-        written = catalogue.write_catalogue(directory)
+        try:
+            written = catalogue.write_catalogue(directory, accept_breaks=args.accept_breaks)
+        except catalogue.VersionBreakError as error:
+            print(f"nothing written: {error}", file=sys.stderr)
+            return 1
         print(f"{len(written)} files written to {directory}")
         return 0
     drift = catalogue.catalogue_drift(directory)
@@ -280,6 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     contracts = commands.add_parser("contracts", help="the event catalogue (JSON Schema, AsyncAPI)")
     contracts.add_argument("contracts_command", choices=["generate", "check"])
     contracts.add_argument("--directory", default="shared/schemas")
+    contracts.add_argument(
+        "--accept-breaks",
+        action="store_true",
+        help="generate even changes that break a type's major version (only while no one"
+        " consumes that version)",
+    )
     contracts.set_defaults(handler=cmd_contracts)
 
     _add_dlq_commands(commands)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cascade.shared.contracts import default_registry
+from cascade.shared.contracts.compatibility import version_breaks
 from cascade.shared.messaging.envelope import CONTENT_TYPE, Envelope
 from cascade.shared.messaging.registry import EventRegistry, EventType
 from cascade.shared.messaging.topology import TOPICS, TopicSpec
@@ -86,9 +87,25 @@ def render_catalogue(
     return dict(sorted(files.items()))
 
 
-def write_catalogue(directory: Path) -> list[Path]:
-    """Write the catalogue under `directory`, removing stale event schemas; return the files."""
+class VersionBreakError(Exception):
+    """A regenerated event schema breaks the major version its committed schema describes."""
+
+
+def write_catalogue(directory: Path, *, accept_breaks: bool = False) -> list[Path]:
+    """Write the catalogue under `directory`, removing stale event schemas; return the files.
+
+    Refuses, unless `accept_breaks`, to overwrite an event schema with one that breaks its
+    version (contracts.compatibility): that change needs a new major version.
+    """
     files = render_catalogue()
+    breaks = _version_breaks(directory, files)
+    if breaks and not accept_breaks:
+        raise VersionBreakError(
+            "these changes break the events' major version; give the type a new one "
+            "(a new `.vN` type string, or a new topic for core banking's events), or "
+            "regenerate with --accept-breaks if no one consumes the version yet: "
+            + "; ".join(breaks)
+        )
     (directory / EVENTS_FOLDER).mkdir(parents=True, exist_ok=True)
     for stale in _event_files(directory):
         if stale not in files:
@@ -110,7 +127,9 @@ def catalogue_drift(directory: Path) -> list[str]:
         if not path.is_file():
             drift.append(f"missing: {relative}")
         elif path.read_text(encoding="utf-8") != text:
-            drift.append(f"differs: {relative}")
+            breaks = _version_breaks(directory, {relative: text})
+            broken = f" (breaks its version: {'; '.join(breaks)})" if breaks else ""
+            drift.append(f"differs: {relative}{broken}")
     drift.extend(f"extra: {extra}" for extra in _event_files(directory) if extra not in files)
     return sorted(drift)
 
@@ -119,9 +138,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Write the catalogue to the directory given (default `shared/schemas`)."""
     args = list(sys.argv[1:] if argv is None else argv)
     directory = Path(args[0]) if args else DEFAULT_DIRECTORY
-    for path in write_catalogue(directory):
+    try:
+        written = write_catalogue(directory)
+    except VersionBreakError as error:
+        print(f"nothing written: {error}", file=sys.stderr)
+        return 1
+    for path in written:
         print(path)
     return 0
+
+
+def _version_breaks(directory: Path, files: dict[str, str]) -> list[str]:
+    """How the event schemas in `files` break the versions committed under `directory`."""
+    breaks = []
+    for relative, text in files.items():
+        path = directory / relative
+        if relative.startswith(f"{EVENTS_FOLDER}/") and path.is_file():
+            try:
+                committed = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError:
+                continue  # not a schema: nothing to compare with, the drift names the file
+            found = version_breaks(committed, json.loads(text))
+            breaks += [f"{Path(relative).stem}: {change}" for change in found]
+    return breaks
 
 
 def _event_files(directory: Path) -> list[str]:
