@@ -1,11 +1,12 @@
 """The consumer lag gauge after a rebalance: each partition reported by the replica that holds it.
 
-A replica that loses partitions drops their gauge (offsets.forget_lag). Kept, the stale value
-would count their records twice in a sum over the replicas, and could keep a lag alert firing
-for records the partition's new owner has consumed since.
+A replica that loses partitions, or stops, drops their gauge (offsets.forget_lag). Kept, the
+stale value would count their records twice in a sum over the replicas, and could keep a lag
+alert firing for records the partition's new owner has consumed since.
 
 Two consumers of one group in this process, on a 2-partition topic with events arriving:
-the first alone holds both partitions and reports both; the second joins and takes one.
+the first alone holds both partitions and reports both; the second joins and takes one,
+then stops (leaving the group without a revocation) and must report none.
 Protection: dropping the gauge of revoked partitions. Negative control, switched off: the
 figure that must fail is the partitions both replicas report (> 0, where it must be 0).
 """
@@ -102,8 +103,10 @@ async def test_a_replica_reports_the_lag_only_of_the_partitions_it_holds(
             await wait_until_async(shared_out, 60, "the second replica to take a partition")
             overlap = _reported(first) & _reported(second)
             union = _reported(first) | _reported(second)
+        # Stopped, the second left the group without a revocation: its gauge goes too.
+        after_stop = _reported(second)
 
     if forget:
-        assert (overlap, union) == (set(), {"0", "1"})
+        assert (overlap, union, after_stop) == (set(), {"0", "1"}, set())
     else:
         assert overlap, "protection: dropping revoked partitions' lag; figure: overlap"

@@ -113,8 +113,8 @@ class EventConsumer:
         applied = AppliedOffsets(cfg.commit_interval_s)
 
         async def hand_over(gone: Collection[TopicPartition]) -> None:
-            await applied.hand_over(consumer, gone)
             forget_lag(self._metrics, gone)
+            await applied.hand_over(consumer, gone)
 
         listener = FinishBatchOnRevoke(self._lock, hand_over, self._metrics.rebalances)
         try:
@@ -127,7 +127,9 @@ class EventConsumer:
             yield consumer, listener, publisher, applied
             await applied.commit(consumer)  # leaving the group: hand over where we are
         finally:
-            # stop() leaves the group at once, so the partitions move without a timeout.
+            # stop() leaves the group at once, so the partitions move without a timeout,
+            # and without a revocation: their lag is the next owner's to report.
+            forget_lag(self._metrics, consumer.assignment())
             await consumer.stop()
             await producer.stop()
 

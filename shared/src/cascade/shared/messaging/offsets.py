@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Collection, Mapping, Sequence
 
@@ -119,9 +118,8 @@ def forget_lag(metrics: BusMetrics, revoked: Collection[TopicPartition]) -> None
     """Drops the lag gauge of partitions this replica no longer holds: their new owner
     reports it, and a stale value here would count the same records twice in a sum over
     the replicas, or keep an alert firing for records consumed since."""
-    for tp in revoked:
-        with contextlib.suppress(KeyError):  # never fetched here: no gauge to drop
-            metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+    for tp in revoked:  # a partition never fetched here has no gauge: remove() ignores it
+        metrics.consumer_lag.remove(tp.topic, str(tp.partition))
 
 
 def record_lag(consumer: AIOKafkaConsumer, fetched: Fetched, metrics: BusMetrics) -> None:
