@@ -7,7 +7,6 @@ the registry and the topology say, so the published contract cannot go stale.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,6 @@ SCHEMA_FORMAT = "application/schema+json;version=draft-2020-12"
 KAFKA_BINDING_VERSION = "0.5.0"
 EVENTS_FOLDER = "events"
 ASYNCAPI_FILE = "asyncapi.json"
-DEFAULT_DIRECTORY = Path("shared/schemas")
 GENERATE_COMMAND = "cascade contracts generate"
 
 
@@ -134,20 +132,6 @@ def catalogue_drift(directory: Path) -> list[str]:
     return sorted(drift)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write the catalogue to the directory given (default `shared/schemas`)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    directory = Path(args[0]) if args else DEFAULT_DIRECTORY
-    try:
-        written = write_catalogue(directory)
-    except VersionBreakError as error:
-        print(f"nothing written: {error}", file=sys.stderr)
-        return 1
-    for path in written:
-        print(path)
-    return 0
-
-
 def _version_breaks(directory: Path, files: dict[str, str]) -> list[str]:
     """How the event schemas in `files` break the versions committed under `directory`."""
     breaks = []
@@ -157,6 +141,8 @@ def _version_breaks(directory: Path, files: dict[str, str]) -> list[str]:
             try:
                 committed = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError:
+                committed = None
+            if not isinstance(committed, dict):
                 continue  # not a schema: nothing to compare with, the drift names the file
             found = version_breaks(committed, json.loads(text))
             breaks += [f"{Path(relative).stem}: {change}" for change in found]
@@ -242,7 +228,3 @@ def _check_topic_types(registry: EventRegistry, topics: Iterable[TopicSpec]) -> 
         unknown = [name for name in spec.event_types if name not in registry]
         if unknown:
             raise ValueError(f"topic {spec.name} declares unregistered event types: {unknown}")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

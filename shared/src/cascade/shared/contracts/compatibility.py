@@ -15,10 +15,15 @@ the committed one, a change breaks the version if it:
 
 from __future__ import annotations
 
+import json
+from functools import partial
 from typing import Any
 
-# Words for people, not for validators: changing them changes no event's validity.
-_DESCRIPTIVE = frozenset({"title", "description", "examples", "$comment"})
+# Words for people, not for validators: changing them changes no event's validity
+# (`deprecated` is the step before a field's removal in a new major version).
+_DESCRIPTIVE = frozenset({"title", "description", "examples", "$comment", "deprecated"})
+# Keywords whose lists are sets: the order of enum members or alternatives is no change.
+_UNORDERED = frozenset({"enum", "anyOf", "oneOf", "type"})
 # The schema's identity and its container of definitions, compared definition by definition.
 _DOCUMENT = frozenset({"$id", "$schema", "$defs"})
 
@@ -49,9 +54,16 @@ def _node_breaks(old: Any, new: Any, path: str) -> list[str]:
             breaks.append(f"{_at(path, key)}: removed")
         elif key not in rest_old:
             breaks.append(f"{_at(path, key)}: added")
-        else:
+        elif not (key in _UNORDERED and _same_members(rest_old[key], rest_new[key])):
             breaks += _node_breaks(rest_old[key], rest_new[key], _at(path, key))
     return breaks
+
+
+def _same_members(old: Any, new: Any) -> bool:
+    if not (isinstance(old, list) and isinstance(new, list)):
+        return False
+    canonical = partial(json.dumps, sort_keys=True)
+    return sorted(map(canonical, old)) == sorted(map(canonical, new))
 
 
 def _properties_breaks(old: dict[str, Any], new: dict[str, Any], path: str) -> list[str]:
