@@ -7,10 +7,11 @@ field they read where it was, as it was. So, comparing the schema the code gener
 the committed one, a change breaks the version if it:
 * removes a property, or changes whether one is required;
 * adds a required property;
-* changes anything about an existing property other than its title, description or
-  examples (its type, format, bounds, pattern, enum, default ...), however harmless it
-  looks: a narrower bound refuses events the producer sent before, a wider one sends
-  events a consumer's own validation may refuse.
+* changes anything about an existing property other than its title, description,
+  examples or `deprecated` flag, or the order of its enum members or alternatives (its
+  type, format, bounds, pattern, enum, default ...), however harmless it looks: a narrower
+  bound refuses events the producer sent before, a wider one sends events a consumer's own
+  validation may refuse.
 """
 
 from __future__ import annotations

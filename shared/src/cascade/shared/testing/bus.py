@@ -6,7 +6,8 @@ unique constraint, so that a duplicated effect is visible to the history checker
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -22,7 +23,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from cascade.shared.db import make_metadata
@@ -62,14 +63,21 @@ EFFECT = Table(
 )
 
 
-async def create_bus_schema(database_url: str) -> None:
-    """Creates the outbox, inbox and effect tables in a test database."""
+@asynccontextmanager
+async def _connected(database_url: str) -> AsyncIterator[AsyncConnection]:
+    """A connection of its own to a test database, closed with its engine afterwards."""
     engine = create_async_engine(database_url, poolclass=NullPool)
     try:
-        async with engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+        async with engine.connect() as connection:
+            yield connection
     finally:
         await engine.dispose()
+
+
+async def create_bus_schema(database_url: str) -> None:
+    """Creates the outbox, inbox and effect tables in a test database."""
+    async with _connected(database_url) as connection, connection.begin():
+        await connection.run_sync(metadata.create_all)
 
 
 def make_steps(count: int, accounts: int, *, start: int = 0) -> list[Envelope]:
@@ -120,27 +128,19 @@ async def effects_without_inbox_row(database_url: str, consumer_group: str) -> i
         INBOX.c.consumer_group == consumer_group,
         INBOX.c.event_id == EFFECT.c.source_event_id,
     )
-    engine = create_async_engine(database_url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            count = await connection.scalar(
-                select(func.count()).select_from(EFFECT).where(~recorded.exists())
-            )
-            return int(count or 0)
-    finally:
-        await engine.dispose()
+    async with _connected(database_url) as connection:
+        count = await connection.scalar(
+            select(func.count()).select_from(EFFECT).where(~recorded.exists())
+        )
+    return int(count or 0)
 
 
 async def read_effects(database_url: str) -> list[tuple[str, str, int]]:
     """Returns (source_event_id, message_key, seq) of every effect, in application order."""
-    engine = create_async_engine(database_url, poolclass=NullPool)
-    try:
-        async with engine.connect() as connection:
-            result = await connection.execute(
-                select(EFFECT.c.source_event_id, EFFECT.c.message_key, EFFECT.c.seq).order_by(
-                    EFFECT.c.id
-                )
+    async with _connected(database_url) as connection:
+        result = await connection.execute(
+            select(EFFECT.c.source_event_id, EFFECT.c.message_key, EFFECT.c.seq).order_by(
+                EFFECT.c.id
             )
-            return [(row[0], row[1], row[2]) for row in result]
-    finally:
-        await engine.dispose()
+        )
+        return [(row[0], row[1], row[2]) for row in result]
